@@ -1,0 +1,1 @@
+"""The messenger: the complete reference application that the course builds, stage by stage."""

@@ -1,0 +1,203 @@
+"""Typed settings for every service of the messenger.
+
+A value can come from four places. The first place that has it wins:
+
+1. an environment variable, e.g. ``APP_POSTGRES__URL`` (``__`` steps into a section);
+2. the ``.env`` file in the working directory, same names;
+3. the YAML file of the environment: ``local.yaml``, ``dev.yaml`` or ``prod.yaml`` beside this module;
+4. the defaults written in the classes below.
+
+The environment itself is chosen by ``APP_ENV`` (``local`` when unset).
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from dotenv import dotenv_values
+from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+CONFIG_DIR = Path(__file__).parent
+ENV_PREFIX = "APP_"
+NESTED_DELIMITER = "__"
+
+
+class Environment(StrEnum):
+    LOCAL = "local"
+    DEV = "dev"
+    PROD = "prod"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used. The message is one line that names the variable to fix."""
+
+
+def env_var_name(*location: str | int) -> str:
+    """The environment variable that sets a field: ``env_var_name("jwt", "signing_key")`` → ``APP_JWT__SIGNING_KEY``."""
+    return ENV_PREFIX + NESTED_DELIMITER.join(str(part) for part in location).upper()
+
+
+class HttpSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    max_body_bytes: int = Field(default=1_048_576, gt=0)
+
+
+class GrpcSettings(BaseModel):
+    host: str = "127.0.0.1"
+    auth_port: int = Field(default=50051, ge=1, le=65535)
+    chat_port: int = Field(default=50052, ge=1, le=65535)
+    content_port: int = Field(default=50053, ge=1, le=65535)
+    deadline_seconds: float = Field(default=5.0, gt=0)
+
+
+class PostgresSettings(BaseModel):
+    url: str = "postgresql://messenger:messenger@127.0.0.1:5432/messenger"
+    pool_min_size: int = Field(default=1, ge=0)
+    pool_max_size: int = Field(default=10, ge=1)
+
+
+class MongoSettings(BaseModel):
+    url: str = "mongodb://127.0.0.1:27017/"
+    database: str = "messenger"
+
+
+class RedisSettings(BaseModel):
+    url: str = "redis://127.0.0.1:6379/0"
+
+
+class RabbitMQSettings(BaseModel):
+    url: str = "amqp://messenger:messenger@127.0.0.1:5672/%2F"
+    exchange: str = "messenger.events"
+
+
+class JwtSettings(BaseModel):
+    # A PEM private key. Never committed: it comes from the environment or from .env.
+    signing_key: SecretStr | None = None
+    issuer: str = "messenger-auth"
+    audience: str = "messenger"
+    access_ttl_seconds: int = Field(default=900, gt=0)
+    refresh_ttl_seconds: int = Field(default=30 * 24 * 3600, gt=0)
+
+
+LogLevel = Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"]
+LogFormat = Literal["text", "json", "json-compact"]
+
+
+class LogSettings(BaseModel):
+    level: LogLevel = "INFO"
+    format: LogFormat = "json-compact"
+    colour: bool = False
+
+
+class Settings(BaseSettings):
+    """Everything a service needs to start. Build it with :func:`load_settings`, not directly."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=NESTED_DELIMITER,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="forbid",
+    )
+
+    env: Environment = Environment.LOCAL
+    http: HttpSettings = HttpSettings()
+    grpc: GrpcSettings = GrpcSettings()
+    postgres: PostgresSettings = PostgresSettings()
+    mongo: MongoSettings = MongoSettings()
+    redis: RedisSettings = RedisSettings()
+    rabbitmq: RabbitMQSettings = RabbitMQSettings()
+    jwt: JwtSettings = JwtSettings()
+    log: LogSettings = LogSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # exercise 01.2: rank the sources: environment, then .env, then the YAML file
+        # hint: pydantic-settings asks every source in the order of the tuple you return; the first one that has a value wins.
+        # hint: load_settings() hands the YAML file's content to the constructor, so here the YAML layer is `init_settings`.
+        # hint: Defaults need no source: a field no source fills keeps the default written in the class.
+        return (env_settings, dotenv_settings, init_settings)
+        # end exercise
+
+    @model_validator(mode="after")
+    def _require_production_secrets(self) -> Settings:
+        # exercise 01.3: refuse to start in prod without a JWT signing key
+        # hint: This runs after every field is filled. Look at self.env and self.jwt.signing_key.
+        # hint: Raise ValueError with a message that names the variable to set: env_var_name("jwt", "signing_key").
+        if self.env is Environment.PROD and self.jwt.signing_key is None:
+            raise ValueError(f"{env_var_name('jwt', 'signing_key')} is required when APP_ENV=prod")
+        return self
+        # end exercise
+
+    def public_view(self) -> dict[str, Any]:
+        """The settings as plain data, safe to print: secrets and URL passwords are masked."""
+        data = self.model_dump(mode="json")
+        for section in data.values():
+            if isinstance(section, dict) and isinstance(section.get("url"), str):
+                section["url"] = mask_url_password(section["url"])
+        return data
+
+
+def mask_url_password(url: str) -> str:
+    """``scheme://user:secret@host`` → ``scheme://user:***@host``."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not (sep and at and ":" in credentials):
+        return url
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
+
+
+def resolve_environment(dotenv_path: Path = Path(".env")) -> Environment:
+    """Pick the environment: ``APP_ENV`` from the process, else from ``.env``, else ``local``."""
+    # exercise 01.1: choose the environment from APP_ENV
+    # hint: Look in os.environ first, then in dotenv_values(dotenv_path) (it returns {} when the file is missing).
+    # hint: A value that is not local, dev or prod must stop start-up: raise ConfigError naming APP_ENV and the allowed values.
+    name = os.environ.get("APP_ENV") or dotenv_values(dotenv_path).get("APP_ENV") or Environment.LOCAL.value
+    try:
+        return Environment(name)
+    except ValueError:
+        allowed = ", ".join(env.value for env in Environment)
+        raise ConfigError(f"APP_ENV must be one of {allowed}; got {name!r}") from None
+    # end exercise
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line for a person: which variable is wrong and why."""
+    # exercise 01.4: turn a pydantic ValidationError into one line that names the variable
+    # hint: error.errors() is a list of dicts with "loc" (the field path, e.g. ("http", "port")), "msg" and "input".
+    # hint: An error raised by a model validator has an empty "loc"; its "msg" starts with "Value error, " — drop that prefix.
+    # hint: Join several problems with "; " so the message stays on one line.
+    problems = []
+    for problem in error.errors():
+        message = problem["msg"].removeprefix("Value error, ")
+        if problem["loc"]:
+            message = f"{env_var_name(*problem['loc'])}: {message} (got {problem['input']!r})"
+        problems.append(message)
+    return "; ".join(problems)
+    # end exercise
+
+
+def load_settings(dotenv_path: Path = Path(".env")) -> Settings:
+    """Read the settings of the environment ``APP_ENV`` names. Raises :class:`ConfigError` with a one-line message."""
+    env = resolve_environment(dotenv_path)
+    yaml_path = CONFIG_DIR / f"{env.value}.yaml"
+    yaml_layer = yaml.safe_load(yaml_path.read_text(encoding="utf-8")) or {}
+    try:
+        # The YAML layer goes in as constructor arguments, which settings_customise_sources ranks below env and .env.
+        return Settings(**{**yaml_layer, "env": env}, _env_file=dotenv_path)
+    except ValidationError as error:
+        raise ConfigError(describe_validation_error(error)) from None

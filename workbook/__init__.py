@@ -1,0 +1,1 @@
+"""The course's own tools: services, doctor, exercises, feedback for learners and grades for mentors."""

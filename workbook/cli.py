@@ -1,0 +1,97 @@
+"""``python -m workbook …`` — one entry point for learners, mentors and CI."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from . import exercises, feedback, services
+from .paths import EXERCISES_ROOT, REFERENCE_ROOT
+
+
+def _build_check() -> int:
+    with tempfile.TemporaryDirectory() as scratch:
+        expected = Path(scratch) / "exercises"
+        exercises.build(REFERENCE_ROOT, expected)
+        problems = exercises.tree_differences(expected, EXERCISES_ROOT)
+    if problems:
+        print("exercises/ is not what `python -m workbook exercises build` writes:")
+        print("\n".join(f"  {problem}" for problem in problems))
+        print("fix: python -m workbook exercises build   (never edit exercises/ by hand in this repository)")
+        return 1
+    print(f"exercises/ is in sync with reference_app/ ({len(exercises.discover())} exercises)")
+    return 0
+
+
+def _build() -> int:
+    exercises.build(REFERENCE_ROOT, EXERCISES_ROOT)
+    print(f"wrote exercises/ with {len(exercises.discover())} exercise stubs")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="python -m workbook", description=__doc__)
+    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    service = commands.add_parser("services", help="bring PostgreSQL, MongoDB, Redis and RabbitMQ up or down")
+    service.add_argument("action", choices=["up", "down", "status"])
+    commands.add_parser("doctor", help="check Python, packages, services and ports; print a fix for each problem")
+
+    exercise = commands.add_parser("exercises", help="build exercises/ from reference_app/, or check they agree")
+    exercise.add_argument("action", choices=["build", "check"])
+
+    check = commands.add_parser("check", help="check your exercises and say what to do next")
+    check.add_argument("stage", nargs="?", help="a stage number such as 01 (default: the first one not done)")
+    hint = commands.add_parser("hint", help="show the hints of one exercise")
+    hint.add_argument("exercise_id", metavar="ID", help="an exercise id such as 01.2")
+    commands.add_parser("status", help="your progress, stage by stage")
+    commands.add_parser("watch", help="re-check the current stage every time you save a file")
+    catch_up = commands.add_parser("catch-up", help="fill every exercise before STAGE with the reference code")
+    catch_up.add_argument("stage", metavar="STAGE")
+
+    grade = commands.add_parser("grade", help="grade a learner's copy; writes a Markdown and a JSON report")
+    grade.add_argument("path", type=Path, help="the learner's clone (or its exercises/ folder)")
+    grade.add_argument("--out", type=Path, default=Path("."), help="where to write the reports (default: here)")
+    grade.add_argument("--timeout", type=float, default=60, help="seconds allowed for each exercise (default: 60)")
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = parser().parse_args(argv)
+    match arguments.command:
+        case "services":
+            action = {"up": services.up, "down": services.down, "status": services.status}[arguments.action]
+            return 0 if action() is not False else 1
+        case "doctor":
+            from .doctor import doctor
+
+            return 0 if doctor() else 1
+        case "exercises":
+            return _build() if arguments.action == "build" else _build_check()
+        case "check":
+            return 0 if feedback.check(_stage(arguments.stage) if arguments.stage else None) else 1
+        case "hint":
+            feedback.hint(arguments.exercise_id)
+        case "status":
+            feedback.status()
+        case "watch":
+            try:
+                feedback.watch()
+            except KeyboardInterrupt:
+                print("\nStopped watching.")
+        case "catch-up":
+            feedback.catch_up(_stage(arguments.stage))
+        case "grade":
+            from .grade import grade
+
+            grade(arguments.path, arguments.out, arguments.timeout)
+    return 0
+
+
+def _stage(stage: str) -> str:
+    normalised = stage.zfill(2)
+    if normalised not in feedback.stages():
+        sys.exit(f"There is no stage {stage}. The stages with exercises are: {', '.join(feedback.stages())}")
+    return normalised

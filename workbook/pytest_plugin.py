@@ -1,0 +1,86 @@
+"""The pytest side of the workbook: choose the application root, select exercises, report results as JSON.
+
+Loaded for every test run through ``addopts`` in pyproject.toml.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .approot import mount_app
+from .paths import REFERENCE_ROOT
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("workbook")
+    group.addoption(
+        "--app-root",
+        default=os.environ.get("WORKBOOK_APP_ROOT", str(REFERENCE_ROOT)),
+        help="the application root the stage tests import as `app` (default: reference_app/)",
+    )
+    group.addoption("--exercise", action="append", default=[], help="run only the tests of this exercise id")
+    group.addoption("--workbook-report", help="write each test's outcome and failure message to this JSON file")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "exercise(id): the exercise a stage test grades")
+    mount_app(Path(config.getoption("app_root")).resolve())
+    report_path = config.getoption("workbook_report")
+    if report_path:
+        config.pluginmanager.register(JsonReport(Path(report_path)), "workbook-json-report")
+
+
+def exercise_ids(item: pytest.Item) -> list[str]:
+    return [str(marker.args[0]) for marker in item.iter_markers("exercise")]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    wanted = set(config.getoption("exercise"))
+    for item in items:
+        item.user_properties.append(("exercises", exercise_ids(item)))
+    if wanted:
+        selected = [item for item in items if wanted & set(exercise_ids(item))]
+        config.hook.pytest_deselected(items=[item for item in items if item not in selected])
+        items[:] = selected
+
+
+def failure_message(report: pytest.CollectReport | pytest.TestReport) -> str:
+    """The failing assertion in plain words: the crash message, not the traceback."""
+    crash = getattr(report.longrepr, "reprcrash", None)
+    if crash is not None:
+        return str(crash.message).strip()
+    return str(report.longrepr).strip().splitlines()[-1] if report.longrepr else ""
+
+
+class JsonReport:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.tests: list[dict[str, Any]] = []
+        self.collection_errors: list[dict[str, str]] = []
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "call" and report.passed:
+            return
+        if report.when == "teardown" and report.failed and any(t["nodeid"] == report.nodeid for t in self.tests):
+            return
+        self.tests.append(
+            {
+                "nodeid": report.nodeid,
+                "exercises": dict(report.user_properties).get("exercises", []),
+                "outcome": report.outcome,
+                "message": failure_message(report) if report.failed else "",
+            }
+        )
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.collection_errors.append({"nodeid": report.nodeid, "message": failure_message(report)})
+
+    def pytest_sessionfinish(self) -> None:
+        document = {"tests": self.tests, "collection_errors": self.collection_errors}
+        self.path.write_text(json.dumps(document, indent=2), encoding="utf-8")

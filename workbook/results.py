@@ -1,0 +1,123 @@
+"""Run the stage tests against an application root in a child process and judge each exercise.
+
+A child process keeps the learner's code away from the tool: an endless loop costs a time-out, a crash
+costs a failed run, and neither takes the workbook down with it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+from .exercises import Exercise
+from .paths import REPO_ROOT, STAGE_TESTS_DIR
+
+PER_TEST_TIMEOUT_SECONDS = 20
+
+
+class Status(StrEnum):
+    PASSED = "passed"
+    FAILED = "failed"
+    NOT_STARTED = "not started"
+
+
+@dataclass(frozen=True)
+class Failure:
+    test: str
+    message: str
+
+
+@dataclass
+class ExerciseResult:
+    exercise: Exercise
+    status: Status
+    failures: list[Failure] = field(default_factory=list)
+    tests_run: int = 0
+
+    @property
+    def passed(self) -> bool:
+        return self.status is Status.PASSED
+
+
+def stage_test_files(stages: set[str]) -> list[Path]:
+    return [path for path in sorted(STAGE_TESTS_DIR.glob("test_*.py")) if path.name[5:7] in stages]
+
+
+def run_exercises(
+    app_root: Path, exercises: list[Exercise], *, timeout: float, one_by_one: bool = False
+) -> list[ExerciseResult]:
+    """Judge each exercise. ``one_by_one`` runs each in its own child, so a hang costs only that exercise."""
+    if one_by_one:
+        return [result for exercise in exercises for result in _run(app_root, [exercise], timeout)]
+    return _run(app_root, exercises, timeout) if exercises else []
+
+
+def _run(app_root: Path, exercises: list[Exercise], timeout: float) -> list[ExerciseResult]:
+    files = stage_test_files({exercise.stage for exercise in exercises})
+    with tempfile.TemporaryDirectory(prefix="workbook-") as scratch:
+        report_path = Path(scratch) / "report.json"
+        command = [
+            sys.executable, "-m", "pytest", *map(str, files),
+            "--app-root", str(app_root.resolve()),
+            "--workbook-report", str(report_path),
+            "--timeout", str(PER_TEST_TIMEOUT_SECONDS),
+            "-q", "--no-header", "-p", "no:cacheprovider",
+        ]  # fmt: skip
+        if len(exercises) == 1:
+            command += ["--exercise", exercises[0].id]
+        timed_out = not _run_bounded(command, timeout)
+        if timed_out or not report_path.exists():
+            why = (
+                f"timed out after {timeout:.0f} s (an endless loop?)"
+                if timed_out
+                else "the test run crashed before it could report"
+            )
+            return [ExerciseResult(exercise, Status.FAILED, [Failure("(whole run)", why)]) for exercise in exercises]
+        report = json.loads(report_path.read_text(encoding="utf-8"))
+    return [_judge(exercise, report) for exercise in exercises]
+
+
+def _run_bounded(command: list[str], timeout: float) -> bool:
+    """Run a command in its own process group; kill the whole group at the time limit. True when it finished."""
+    environment = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    process = subprocess.Popen(
+        command,
+        cwd=REPO_ROOT,
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        process.wait(timeout=timeout)
+        return True
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        return False
+
+
+def _judge(exercise: Exercise, report: dict[str, list[dict[str, object]]]) -> ExerciseResult:
+    stage_file_prefix = f"tests/stages/test_{exercise.stage}_"
+    broken = [error for error in report["collection_errors"] if str(error["nodeid"]).startswith(stage_file_prefix)]
+    if broken:
+        failures = [
+            Failure(str(error["nodeid"]), f"your code could not be imported: {error['message']}") for error in broken
+        ]
+        return ExerciseResult(exercise, Status.FAILED, failures)
+    tests = [test for test in report["tests"] if exercise.id in test["exercises"]]  # type: ignore[operator]
+    failures = [Failure(str(test["nodeid"]), str(test["message"])) for test in tests if test["outcome"] != "passed"]
+    if not tests:
+        return ExerciseResult(exercise, Status.FAILED, [Failure("(none)", "no test grades this exercise")])
+    if not failures:
+        return ExerciseResult(exercise, Status.PASSED, tests_run=len(tests))
+    stub_marker = f"exercise {exercise.id} is yours to write"
+    status = Status.NOT_STARTED if all(stub_marker in failure.message for failure in failures) else Status.FAILED
+    return ExerciseResult(exercise, status, failures, tests_run=len(tests))
