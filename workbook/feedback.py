@@ -12,7 +12,7 @@ from .paths import EXERCISES_ROOT, REFERENCE_ROOT, STATE_DIR
 from .results import ExerciseResult, Status, run_exercises
 
 CHECK_TIMEOUT_SECONDS = 300
-MARK = {Status.PASSED: "✓", Status.FAILED: "✗", Status.NOT_STARTED: "·"}
+MARK = {Status.PASSED: "✓", Status.FAILED: "✗", Status.NOT_STARTED: "·", Status.WAITING: "·"}
 
 
 def exercises_of(stage: str | None = None) -> list[Exercise]:
@@ -35,7 +35,8 @@ def describe(results: Iterable[ExerciseResult]) -> str:
     lines: list[str] = []
     for result in results:
         exercise = result.exercise
-        lines.append(f"  {MARK[result.status]} {exercise.id} {exercise.title} — {result.status.value}")
+        state = result.failures[0].message if result.status is Status.WAITING else result.status.value
+        lines.append(f"  {MARK[result.status]} {exercise.id} {exercise.title} — {state}")
         if result.status is Status.FAILED:
             for failure in result.failures[:3]:
                 first, *rest = failure.message.splitlines() or [""]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -26,6 +27,10 @@ class Status(StrEnum):
     PASSED = "passed"
     FAILED = "failed"
     NOT_STARTED = "not started"
+    WAITING = "waits for another exercise"
+
+
+STUB_MESSAGE = re.compile(r"exercise (\d{2}\.\d+) is yours to write")
 
 
 @dataclass(frozen=True)
@@ -118,6 +123,11 @@ def _judge(exercise: Exercise, report: dict[str, list[dict[str, object]]]) -> Ex
         return ExerciseResult(exercise, Status.FAILED, [Failure("(none)", "no test grades this exercise")])
     if not failures:
         return ExerciseResult(exercise, Status.PASSED, tests_run=len(tests))
-    stub_marker = f"exercise {exercise.id} is yours to write"
-    status = Status.NOT_STARTED if all(stub_marker in failure.message for failure in failures) else Status.FAILED
-    return ExerciseResult(exercise, status, failures, tests_run=len(tests))
+    stubs = [STUB_MESSAGE.search(failure.message) for failure in failures]
+    if not all(stubs):
+        return ExerciseResult(exercise, Status.FAILED, failures, tests_run=len(tests))
+    waits_for = sorted({match.group(1) for match in stubs if match} - {exercise.id})
+    if waits_for:
+        failure = Failure("(stub)", f"its tests need exercise {', '.join(waits_for)} first")
+        return ExerciseResult(exercise, Status.WAITING, [failure], tests_run=len(tests))
+    return ExerciseResult(exercise, Status.NOT_STARTED, failures, tests_run=len(tests))

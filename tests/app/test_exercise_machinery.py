@@ -1,0 +1,182 @@
+"""The single-source exercise machinery: build, drift check, per-exercise stub check, catch-up and grading."""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from workbook import exercises, feedback
+from workbook.exercises import MarkupError, build, discover, find_regions, stub_source, tree_differences
+from workbook.grade import grade
+from workbook.paths import EXERCISES_ROOT, REFERENCE_ROOT, REPO_ROOT
+from workbook.results import run_exercises
+
+ALL_EXERCISES = discover()
+TIMEOUT = 120
+
+
+def test_every_stage_so_far_has_at_least_three_exercises_with_hints() -> None:
+    for stage in ("01", "02"):
+        of_stage = [exercise for exercise in ALL_EXERCISES if exercise.stage == stage]
+        assert len(of_stage) >= 3, f"stage {stage} has {len(of_stage)} exercises"
+        assert all(exercise.hints for exercise in of_stage), f"every exercise of stage {stage} has a hint"
+
+
+def test_a_region_becomes_a_stub_that_keeps_its_markers_and_drops_its_hints() -> None:
+    source = (
+        "def f() -> int:\n    # exercise 09.9: return one\n    # hint: a secret\n    return 1\n    # end exercise\n"
+    )
+    stubbed = stub_source(source, Path("demo.py"))
+    assert "# exercise 09.9: return one" in stubbed and "# end exercise" in stubbed
+    assert "a secret" not in stubbed and "return 1" not in stubbed
+    assert '    raise NotImplementedError("exercise 09.9 is yours to write' in stubbed
+    namespace: dict[str, object] = {}
+    exec(compile(stubbed, "demo.py", "exec"), namespace)
+    with pytest.raises(NotImplementedError, match="workbook hint 09.9"):
+        namespace["f"]()  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    ("source", "problem"),
+    [
+        ("# exercise 01.1: a\nx = 1\n", "never closed"),
+        ("x = 1\n# end exercise\n", "without an opening"),
+        ("# exercise 01.1: a\n# exercise 01.2: b\n# end exercise\n", "starts inside"),
+    ],
+)
+def test_broken_markup_is_refused_with_its_line(source: str, problem: str) -> None:
+    with pytest.raises(MarkupError, match=problem):
+        find_regions(source.splitlines(), Path("demo.py"))
+
+
+def test_exercises_folder_is_exactly_what_the_build_writes(tmp_path: Path) -> None:
+    build(REFERENCE_ROOT, tmp_path / "exercises")
+    assert tree_differences(tmp_path / "exercises", EXERCISES_ROOT) == [], "run: python -m workbook exercises build"
+
+
+def test_the_drift_check_notices_an_edit(tmp_path: Path) -> None:
+    build(REFERENCE_ROOT, tmp_path / "a")
+    build(REFERENCE_ROOT, tmp_path / "b")
+    (tmp_path / "b" / "logger.py").write_text("# edited by hand\n")
+    (tmp_path / "b" / "stray.py").write_text("")
+    assert tree_differences(tmp_path / "a", tmp_path / "b") == [
+        "not built from reference_app/: stray.py",
+        "differs: logger.py",
+    ]
+
+
+def test_every_exercise_passes_on_the_reference() -> None:
+    results = run_exercises(REFERENCE_ROOT, ALL_EXERCISES, timeout=TIMEOUT)
+    failing = {result.exercise.id: result.failures for result in results if not result.passed}
+    assert not failing, f"the reference must pass every stage test: {failing}"
+
+
+def test_no_exercise_passes_on_the_pristine_stubs() -> None:
+    results = run_exercises(EXERCISES_ROOT, ALL_EXERCISES, timeout=TIMEOUT)
+    assert [result.exercise.id for result in results if result.passed] == []
+
+
+@pytest.mark.parametrize("exercise", ALL_EXERCISES, ids=lambda exercise: exercise.id)
+def test_stubbing_only_this_exercise_fails_one_of_its_tests(exercise: exercises.Exercise, tmp_path: Path) -> None:
+    """A test that passes on a stub tests nothing: each exercise must be caught on its own."""
+    build(REFERENCE_ROOT, tmp_path / "app", only={exercise.id})
+    [result] = run_exercises(tmp_path / "app", [exercise], timeout=TIMEOUT)
+    assert not result.passed, f"with only {exercise.id} stubbed, every one of its {result.tests_run} tests still passes"
+    assert result.tests_run >= 2, f"{exercise.id} is graded by {result.tests_run} test(s); give it at least two"
+
+
+def replace_stub(source: str, exercise_id: str, code: str) -> str:
+    """Put a learner's ``code`` where the stub of one exercise stands."""
+    stub = re.compile(
+        rf"^(?P<indent>[ ]*)raise NotImplementedError\(\"exercise {re.escape(exercise_id)} .*$", re.MULTILINE
+    )
+    match = stub.search(source)
+    assert match, f"no stub of {exercise_id}"
+    return source[: match.start()] + match["indent"] + code.format(indent=match["indent"]) + source[match.end() :]
+
+
+@pytest.fixture
+def learner_copy(tmp_path: Path) -> Path:
+    """A learner's clone: the pristine exercises/ folder, with nothing done yet."""
+    shutil.copytree(EXERCISES_ROOT, tmp_path / "learner" / "exercises")
+    return tmp_path / "learner"
+
+
+def test_catch_up_fills_earlier_stages_and_saves_the_learners_files(
+    learner_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(feedback, "STATE_DIR", learner_copy / ".workbook")
+    app_root = learner_copy / "exercises"
+    settings_file = app_root / "config" / "settings.py"
+    mine = settings_file.read_text().replace("# end exercise", "# my own attempt\n    # end exercise", 1)
+    settings_file.write_text(mine)
+
+    filled = feedback.catch_up("02", app_root)
+
+    assert filled == ["config/settings.py"]
+    results = {result.exercise.id: result for result in run_exercises(app_root, ALL_EXERCISES, timeout=TIMEOUT)}
+    assert all(results[exercise_id].passed for exercise_id in ("01.1", "01.2", "01.3", "01.4"))
+    assert not any(results[exercise_id].passed for exercise_id in ("02.1", "02.2", "02.3", "02.4"))
+    [saved] = (learner_copy / ".workbook" / "saved").glob("*/config/settings.py")
+    assert saved.read_text() == mine, "the learner's own version is kept"
+
+
+def test_grade_reports_each_exercise_and_survives_an_endless_loop(
+    learner_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(feedback, "STATE_DIR", learner_copy / ".workbook")
+    app_root = learner_copy / "exercises"
+    logger_file = app_root / "logger.py"
+    everything_but_02_4 = {exercise.id for exercise in ALL_EXERCISES} - {"02.4"}
+    feedback.catch_up("03", app_root)  # the learner has solved every exercise...
+    logger_file.write_text(
+        exercises.stub_source((REFERENCE_ROOT / "logger.py").read_text(), Path("logger.py"), only={"02.4"})
+    )
+    # ...but 02.4 loops for ever: grading must cost that exercise only.
+    logger_file.write_text(replace_stub(logger_file.read_text(), "02.4", "while True:\n{indent}    pass"))
+
+    report = grade(learner_copy, tmp_path / "reports", timeout=10)
+
+    by_id = {item["id"]: item for item in report["exercises"]}
+    assert {exercise_id for exercise_id, item in by_id.items() if item["status"] == "passed"} == everything_but_02_4
+    assert by_id["02.4"]["status"] == "failed" and "timed out after 10 s" in by_id["02.4"]["failures"][0]["message"]
+    assert report["score"] == len(everything_but_02_4) and report["max_score"] == len(ALL_EXERCISES)
+    written = json.loads((tmp_path / "reports" / "grade-learner.json").read_text())
+    assert written["score"] == report["score"]
+    markdown = (tmp_path / "reports" / "grade-learner.md").read_text()
+    assert markdown.startswith(f"# Grade: {report['score']} / {len(ALL_EXERCISES)}") and "| 02.4 " in markdown
+
+
+def test_check_names_the_failing_assertion_and_the_next_exercise(learner_copy: Path) -> None:
+    app_root = learner_copy / "exercises"
+    settings_file = app_root / "config" / "settings.py"
+    settings_file.write_text(
+        replace_stub(settings_file.read_text(), "01.1", "return Environment.LOCAL  # wrong on purpose")
+    )
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"from workbook.feedback import check; from pathlib import Path; check('01', Path({str(app_root)!r}))",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert "✗ 01.1" in result.stdout
+    assert "APP_ENV=dev in the environment must choose 'dev'" in result.stdout, result.stdout
+    assert "Traceback" not in result.stdout
+    assert "Next: exercise 01.1" in result.stdout and "python -m workbook hint 01.1" in result.stdout
+
+
+def test_hint_prints_every_hint_of_an_exercise(capsys: pytest.CaptureFixture[str]) -> None:
+    feedback.hint("02.3")
+    output = capsys.readouterr().out
+    [exercise] = [exercise for exercise in ALL_EXERCISES if exercise.id == "02.3"]
+    assert all(hint in output for hint in exercise.hints) and "exercises/logger.py" in output
