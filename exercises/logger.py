@@ -44,7 +44,7 @@ TEXT_FORMAT = (
 def json_record(record: Record, *, compact: bool) -> dict[str, Any]:
     """The JSON object written for one record."""
     # exercise 02.1: shape one record as a JSON-ready dict
-    raise NotImplementedError("exercise 02.1 is yours to write: see notebooks/02_*.ipynb, section 'Exercise 02.1'. Stuck? python -m workbook hint 02.1")
+    raise NotImplementedError("exercise 02.1 is yours to write: see notebooks/02_logger.ipynb, section 'Exercise 02.1'. Stuck? python -m workbook hint 02.1")
     # end exercise
 
 
@@ -71,7 +71,7 @@ def configure_logging(settings: LogSettings, *, service: str, stream: TextIO | N
     """Replace every sink with the one the settings ask for, and route the standard library here."""
     stream = stream or sys.stderr
     # exercise 02.2: add the one sink that LogSettings asks for
-    raise NotImplementedError("exercise 02.2 is yours to write: see notebooks/02_*.ipynb, section 'Exercise 02.2'. Stuck? python -m workbook hint 02.2")
+    raise NotImplementedError("exercise 02.2 is yours to write: see notebooks/02_logger.ipynb, section 'Exercise 02.2'. Stuck? python -m workbook hint 02.2")
     # end exercise
     route_standard_logging(settings.level)
 
@@ -81,7 +81,7 @@ class InterceptHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         # exercise 02.3: hand a standard-library record to loguru
-        raise NotImplementedError("exercise 02.3 is yours to write: see notebooks/02_*.ipynb, section 'Exercise 02.3'. Stuck? python -m workbook hint 02.3")
+        raise NotImplementedError("exercise 02.3 is yours to write: see notebooks/02_logger.ipynb, section 'Exercise 02.3'. Stuck? python -m workbook hint 02.3")
         # end exercise
 
 
@@ -98,5 +98,5 @@ def route_standard_logging(level: str) -> None:
 def request_context(request_id: str | None = None) -> Iterator[str]:
     """Tag every line logged inside the block, in this task and the tasks it starts, with a request id."""
     # exercise 02.4: bind a request id for the duration of a block
-    raise NotImplementedError("exercise 02.4 is yours to write: see notebooks/02_*.ipynb, section 'Exercise 02.4'. Stuck? python -m workbook hint 02.4")
+    raise NotImplementedError("exercise 02.4 is yours to write: see notebooks/02_logger.ipynb, section 'Exercise 02.4'. Stuck? python -m workbook hint 02.4")
     # end exercise

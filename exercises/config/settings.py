@@ -126,13 +126,13 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # exercise 01.2: rank the sources: environment, then .env, then the YAML file
-        raise NotImplementedError("exercise 01.2 is yours to write: see notebooks/01_*.ipynb, section 'Exercise 01.2'. Stuck? python -m workbook hint 01.2")
+        raise NotImplementedError("exercise 01.2 is yours to write: see notebooks/01_config.ipynb, section 'Exercise 01.2'. Stuck? python -m workbook hint 01.2")
         # end exercise
 
     @model_validator(mode="after")
     def _require_production_secrets(self) -> Settings:
         # exercise 01.3: refuse to start in prod without a JWT signing key
-        raise NotImplementedError("exercise 01.3 is yours to write: see notebooks/01_*.ipynb, section 'Exercise 01.3'. Stuck? python -m workbook hint 01.3")
+        raise NotImplementedError("exercise 01.3 is yours to write: see notebooks/01_config.ipynb, section 'Exercise 01.3'. Stuck? python -m workbook hint 01.3")
         # end exercise
 
     def public_view(self) -> dict[str, Any]:
@@ -157,14 +157,14 @@ def mask_url_password(url: str) -> str:
 def resolve_environment(dotenv_path: Path = Path(".env")) -> Environment:
     """Pick the environment: ``APP_ENV`` from the process, else from ``.env``, else ``local``."""
     # exercise 01.1: choose the environment from APP_ENV
-    raise NotImplementedError("exercise 01.1 is yours to write: see notebooks/01_*.ipynb, section 'Exercise 01.1'. Stuck? python -m workbook hint 01.1")
+    raise NotImplementedError("exercise 01.1 is yours to write: see notebooks/01_config.ipynb, section 'Exercise 01.1'. Stuck? python -m workbook hint 01.1")
     # end exercise
 
 
 def describe_validation_error(error: ValidationError) -> str:
     """One line for a person: which variable is wrong and why."""
     # exercise 01.4: turn a pydantic ValidationError into one line that names the variable
-    raise NotImplementedError("exercise 01.4 is yours to write: see notebooks/01_*.ipynb, section 'Exercise 01.4'. Stuck? python -m workbook hint 01.4")
+    raise NotImplementedError("exercise 01.4 is yours to write: see notebooks/01_config.ipynb, section 'Exercise 01.4'. Stuck? python -m workbook hint 01.4")
     # end exercise
 
 

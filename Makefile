@@ -1,0 +1,51 @@
+# The two commands a person needs: `make start` (learners) and `make test` (CI and everyone before a PR).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+.PHONY: start test install services-up services-down services-status doctor lint exercises
+
+# A second run is fast: the environment is rebuilt only when requirements.txt changes.
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11 or newer is needed (found %s)" % sys.version.split()[0])'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@# Make reference_app/ and workbook/ importable from anywhere, notebooks included.
+	$(PY) -c 'import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths()["purelib"], "messenger_workbook.pth").write_text(str(pathlib.Path.cwd()) + "\n")'
+	touch $@
+
+services-up: install
+	$(PY) -m workbook services up
+
+services-down: install
+	$(PY) -m workbook services down
+
+services-status: install
+	$(PY) -m workbook services status
+
+doctor: install
+	$(PY) -m workbook doctor
+
+start: services-up
+	@echo
+	@echo "RabbitMQ management: http://127.0.0.1:15672 (user and password as in APP_RABBITMQ__URL; messenger/messenger by default)"
+	@echo "JupyterLab starts now; open the URL it prints below. Stop it with Ctrl+C."
+	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --port=8888 $(ROOT_FLAG) notebooks/00_welcome.ipynb
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+exercises: install
+	$(PY) -m workbook exercises build
+
+# Everything DESIGN.md lists under "How quality is checked" that exists so far. CI runs exactly this.
+test: install lint
+	$(PY) -m workbook exercises check
+	$(PY) -m workbook services up
+	timeout 2400 $(VENV)/bin/pytest tests notebooks --nbmake --nbmake-timeout=180
