@@ -76,7 +76,7 @@ def ensure_packages(services: list[str]) -> list[str]:
 
 def _installed(package: str) -> bool:
     result = subprocess.run(["dpkg-query", "-W", "-f=${Status}", package], capture_output=True, text=True)
-    return result.returncode == 0 and result.stdout.endswith("installed")
+    return result.returncode == 0 and result.stdout == "install ok installed"
 
 
 # PostgreSQL ------------------------------------------------------------------------------------------------------
