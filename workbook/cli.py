@@ -7,6 +7,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from reference_app.config import ConfigError
+
 from . import exercises, feedback, services
 from .paths import EXERCISES_ROOT, REFERENCE_ROOT
 
@@ -42,13 +44,18 @@ def parser() -> argparse.ArgumentParser:
     exercise = commands.add_parser("exercises", help="build exercises/ from reference_app/, or check they agree")
     exercise.add_argument("action", choices=["build", "check"])
 
-    check = commands.add_parser("check", help="check your exercises and say what to do next")
+    # The learner's commands work on exercises/ unless --app-root names another copy of the app.
+    learner = argparse.ArgumentParser(add_help=False)
+    learner.add_argument("--app-root", type=Path, default=EXERCISES_ROOT, help="the app to check (default: exercises/)")
+    check = commands.add_parser("check", parents=[learner], help="check your exercises and say what to do next")
     check.add_argument("stage", nargs="?", help="a stage number such as 01 (default: the first one not done)")
     hint = commands.add_parser("hint", help="show the hints of one exercise")
     hint.add_argument("exercise_id", metavar="ID", help="an exercise id such as 01.2")
-    commands.add_parser("status", help="your progress, stage by stage")
-    commands.add_parser("watch", help="re-check the current stage every time you save a file")
-    catch_up = commands.add_parser("catch-up", help="fill every exercise before STAGE with the reference code")
+    commands.add_parser("status", parents=[learner], help="your progress, stage by stage")
+    commands.add_parser("watch", parents=[learner], help="re-check the current stage every time you save a file")
+    catch_up = commands.add_parser(
+        "catch-up", parents=[learner], help="fill every exercise before STAGE with the reference code"
+    )
     catch_up.add_argument("stage", metavar="STAGE")
 
     grade = commands.add_parser("grade", help="grade a learner's copy; writes a Markdown and a JSON report")
@@ -60,6 +67,14 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     arguments = parser().parse_args(argv)
+    try:
+        return _dispatch(arguments)
+    except ConfigError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(arguments: argparse.Namespace) -> int:
     match arguments.command:
         case "services":
             action = {"up": services.up, "down": services.down, "status": services.status}[arguments.action]
@@ -71,18 +86,19 @@ def main(argv: list[str] | None = None) -> int:
         case "exercises":
             return _build() if arguments.action == "build" else _build_check()
         case "check":
-            return 0 if feedback.check(_stage(arguments.stage) if arguments.stage else None) else 1
+            stage = _stage(arguments.stage) if arguments.stage else None
+            return 0 if feedback.check(stage, arguments.app_root) else 1
         case "hint":
             feedback.hint(arguments.exercise_id)
         case "status":
-            feedback.status()
+            feedback.status(arguments.app_root)
         case "watch":
             try:
-                feedback.watch()
+                feedback.watch(arguments.app_root)
             except KeyboardInterrupt:
                 print("\nStopped watching.")
         case "catch-up":
-            feedback.catch_up(_stage(arguments.stage))
+            feedback.catch_up(_stage(arguments.stage), arguments.app_root)
         case "grade":
             from .grade import grade
 

@@ -5,6 +5,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -180,3 +181,38 @@ def test_hint_prints_every_hint_of_an_exercise(capsys: pytest.CaptureFixture[str
     output = capsys.readouterr().out
     [exercise] = [exercise for exercise in ALL_EXERCISES if exercise.id == "02.3"]
     assert all(hint in output for hint in exercise.hints) and "exercises/logger.py" in output
+
+
+def test_watch_checks_again_when_a_file_is_saved(learner_copy: Path) -> None:
+    app_root = learner_copy / "exercises"
+    settings_file = app_root / "config" / "settings.py"
+    command = [sys.executable, "-u", "-m", "workbook", "watch", "--app-root", str(app_root)]
+    watcher = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    done = threading.Event()
+
+    def keep_saving() -> None:  # saves until the watcher reacts: it may start watching a moment after it says so
+        while not done.wait(1):
+            settings_file.write_text(settings_file.read_text() + "\n")
+
+    saver = threading.Thread(target=keep_saving)
+    killer = threading.Timer(TIMEOUT, watcher.kill)
+    seen: list[str] = []
+    try:
+        killer.start()
+        assert watcher.stdout is not None
+        for line in watcher.stdout:
+            seen.append(line)
+            if line.startswith("Watching"):
+                saver.start()
+            if sum(line.startswith("Stage 01:") for line in seen) == 2:
+                break
+    finally:
+        done.set()
+        killer.cancel()
+        watcher.kill()
+        watcher.wait()
+        if saver.is_alive():
+            saver.join()
+    assert sum(line.startswith("Stage 01:") for line in seen) == 2, "a save must trigger a second check:\n" + "".join(
+        seen
+    )

@@ -28,7 +28,8 @@ from . import native
 from .probes import Probe, probe_mongo, probe_postgres, probe_rabbitmq, probe_redis, wait_until_ready
 
 STATE_FILE = STATE_DIR / "services.json"
-READY_TIMEOUT_SECONDS = 90
+READY_TIMEOUT_SECONDS = 90  # a server we started may need this long to boot (RabbitMQ is the slowest)
+GIVEN_TIMEOUT_SECONDS = 10  # a server given by URL should already be running
 
 
 @dataclass(frozen=True)
@@ -144,7 +145,7 @@ def _bring_up(
         except native.NativeError as error:
             raise ServiceError(service, str(error), tried, error.fix) from error
     try:
-        version = wait_until_ready(service.probe, url, READY_TIMEOUT_SECONDS)
+        version = wait_until_ready(service.probe, url, READY_TIMEOUT_SECONDS if start else GIVEN_TIMEOUT_SECONDS)
     except Exception as error:
         raise ServiceError(service, f"does not answer at {mask_url_password(url)}: {error}", tried, fix) from error
     state[service.name] = {
