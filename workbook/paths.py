@@ -1,5 +1,6 @@
 """Where things live in the repository."""
 
+import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -7,5 +8,8 @@ REFERENCE_ROOT = REPO_ROOT / "reference_app"
 EXERCISES_ROOT = REPO_ROOT / "exercises"
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 STAGE_TESTS_DIR = REPO_ROOT / "tests" / "stages"
-# Machine-local state: service data and logs, pid files, saved copies of a learner's code. Never committed.
+# This copy's own state: saved copies of a learner's code. Never committed.
 STATE_DIR = REPO_ROOT / ".workbook"
+# The machine's state: data, logs and pid files of the services the workbook starts. Services belong to the
+# machine, not to one clone: a second clone (or a deleted one) must find them as they are.
+MACHINE_STATE_DIR = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "messenger-workbook"

@@ -23,11 +23,11 @@ from dotenv import dotenv_values
 from reference_app.config import env_var_name, load_settings
 from reference_app.config.settings import mask_url_password
 
-from ..paths import REPO_ROOT, STATE_DIR
+from ..paths import MACHINE_STATE_DIR, REPO_ROOT
 from . import native
 from .probes import Probe, probe_mongo, probe_postgres, probe_rabbitmq, probe_redis, wait_until_ready
 
-STATE_FILE = STATE_DIR / "services.json"
+STATE_FILE = MACHINE_STATE_DIR / "services.json"
 READY_TIMEOUT_SECONDS = 90  # a server we started may need this long to boot (RabbitMQ is the slowest)
 GIVEN_TIMEOUT_SECONDS = 10  # a server given by URL should already be running
 
@@ -90,7 +90,7 @@ def _read_state() -> dict[str, str]:
 
 
 def _write_state(state: dict[str, str]) -> None:
-    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    MACHINE_STATE_DIR.mkdir(parents=True, exist_ok=True)
     STATE_FILE.write_text(json.dumps(state, indent=2) + "\n")
 
 

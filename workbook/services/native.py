@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from ..paths import STATE_DIR
+from ..paths import MACHINE_STATE_DIR
 
 FERRETDB_VERSION = "v1.24.2"
 FERRETDB_MODULE = "github.com/FerretDB/FerretDB"
@@ -129,7 +129,7 @@ def stop_postgres(url: str) -> None:
 
 def start_redis(url: str) -> None:
     port = urlsplit(url).port or 6379
-    directory = STATE_DIR / "redis"
+    directory = MACHINE_STATE_DIR / "redis"
     directory.mkdir(parents=True, exist_ok=True)
     run(
         [
@@ -212,7 +212,7 @@ def build_ferretdb() -> Path:
 def start_ferretdb(url: str) -> None:
     parts = urlsplit(url)
     binary = build_ferretdb()
-    directory = STATE_DIR / "ferretdb"
+    directory = MACHINE_STATE_DIR / "ferretdb"
     (directory / "data").mkdir(parents=True, exist_ok=True)
     log = (directory / "ferretdb.log").open("ab")
     process = subprocess.Popen(
@@ -233,7 +233,7 @@ def start_ferretdb(url: str) -> None:
 
 
 def stop_ferretdb(url: str) -> None:
-    pid_file = STATE_DIR / "ferretdb" / "ferretdb.pid"
+    pid_file = MACHINE_STATE_DIR / "ferretdb" / "ferretdb.pid"
     if pid_file.exists():
         with contextlib.suppress(ProcessLookupError):
             os.kill(int(pid_file.read_text()), signal.SIGTERM)

@@ -26,7 +26,9 @@ def probe_mongo(url: str) -> str:
 
     client: MongoClient[dict[str, object]] = MongoClient(url, serverSelectionTimeoutMS=3000, connectTimeoutMS=3000)
     try:
-        client.admin.command("ping")
+        # A write and a delete, not only a ping: a server whose storage is gone still answers pings.
+        probes = client.get_default_database("workbook").workbook_probe
+        probes.delete_one({"_id": probes.insert_one({}).inserted_id})
         info = client.admin.command("buildInfo")
     finally:
         client.close()
