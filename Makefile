@@ -31,6 +31,7 @@ doctor: install
 	$(PY) -m workbook doctor
 
 start: services-up
+	$(PY) -m reference_app.db
 	@echo
 	@echo "RabbitMQ management: http://127.0.0.1:15672 (user and password as in APP_RABBITMQ__URL; messenger/messenger by default)"
 	@echo "JupyterLab starts now; open the URL it prints below. Stop it with Ctrl+C."

@@ -60,15 +60,23 @@ class PostgresSettings(BaseModel):
     url: str = "postgresql://messenger:messenger@127.0.0.1:5432/messenger"
     pool_min_size: int = Field(default=1, ge=0)
     pool_max_size: int = Field(default=10, ge=1)
+    history_page_max: int = Field(default=100, ge=1)
 
 
 class MongoSettings(BaseModel):
     url: str = "mongodb://127.0.0.1:27017/"
     database: str = "messenger"
+    feed_page_max: int = Field(default=50, ge=1)
+    max_media_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
+    media_content_types: list[str] = ["image/jpeg", "image/png", "image/gif", "image/webp"]
 
 
 class RedisSettings(BaseModel):
     url: str = "redis://127.0.0.1:6379/0"
+    profile_cache_ttl_seconds: int = Field(default=300, gt=0)
+    presence_ttl_seconds: int = Field(default=60, gt=0)
+    send_rate_limit: int = Field(default=20, gt=0)  # messages a user may send per window
+    send_rate_window_seconds: int = Field(default=10, gt=0)
 
 
 class RabbitMQSettings(BaseModel):

@@ -1,0 +1,106 @@
+"""Versioned SQL migrations: each file in migrations/ is applied once, in order, in its own transaction.
+
+A migration is a file named ``NNNN_name.sql``. The runner records every applied file, with a checksum of its
+text, in ``public.schema_migrations``. Running it again applies nothing new. A file edited after it was
+applied stops the run: the database would no longer match the files, and nobody should find that out later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+FILE_NAME = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
+# Any fixed number: two runners starting at once queue on this lock instead of applying the same file twice.
+ADVISORY_LOCK_KEY = 3_141_592
+
+
+class MigrationError(Exception):
+    """The migrations cannot be applied safely. The message says which file and why."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: str
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+    @property
+    def file_name(self) -> str:
+        return f"{self.version}_{self.name}.sql"
+
+
+def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    """Every migration file in version order. A badly named file or a repeated version is an error."""
+    # exercise 03.1: read the migration files in version order
+    # hint: sorted(directory.glob("*.sql")) gives the files in name order; FILE_NAME.match(path.name) splits a name.
+    # hint: Refuse a .sql file whose name does not match, and two files with the same version: raise MigrationError naming them.
+    migrations: list[Migration] = []
+    for path in sorted(directory.glob("*.sql")):
+        match = FILE_NAME.match(path.name)
+        if match is None:
+            raise MigrationError(f"{path.name}: a migration is named NNNN_name.sql, e.g. 0003_add_reactions.sql")
+        if migrations and migrations[-1].version == match["version"]:
+            raise MigrationError(f"{path.name}: version {match['version']} is taken by {migrations[-1].file_name}")
+        migrations.append(Migration(match["version"], match["name"], path.read_text(encoding="utf-8")))
+    return migrations
+    # end exercise
+
+
+def pending_migrations(available: list[Migration], applied: dict[str, str]) -> list[Migration]:
+    """The migrations still to apply, given the applied versions and their checksums."""
+    # exercise 03.2: decide what is left to apply, refusing a database that no longer matches the files
+    # hint: `applied` maps a version to the checksum recorded when it was applied.
+    # hint: An applied version with no file, or whose file's checksum differs, must raise MigrationError naming the file.
+    by_version = {migration.version: migration for migration in available}
+    for version, checksum in sorted(applied.items()):
+        migration = by_version.get(version)
+        if migration is None:
+            raise MigrationError(f"migration {version} was applied to this database but its file is missing")
+        if migration.checksum != checksum:
+            raise MigrationError(f"{migration.file_name} changed after it was applied; add a new migration instead")
+    return [migration for migration in available if migration.version not in applied]
+    # end exercise
+
+
+def apply_migrations(conninfo: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
+    """Apply what is pending; return the file names applied now (empty when the database is up to date)."""
+    with psycopg.connect(conninfo, autocommit=True) as connection:
+        connection.execute(
+            "CREATE TABLE IF NOT EXISTS public.schema_migrations ("
+            " version text PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        connection.execute("SELECT pg_advisory_lock(%s)", (ADVISORY_LOCK_KEY,))
+        try:
+            return _apply_pending(connection, directory)
+        finally:
+            connection.execute("SELECT pg_advisory_unlock(%s)", (ADVISORY_LOCK_KEY,))
+
+
+def _apply_pending(connection: psycopg.Connection[tuple[str, str]], directory: Path) -> list[str]:
+    # exercise 03.3: apply each pending migration and record it, all or nothing per file
+    # hint: Read what is recorded: SELECT version, checksum FROM public.schema_migrations — then call pending_migrations.
+    # hint: Wrap BOTH the file's SQL and its INSERT into schema_migrations in `with connection.transaction():` so a failing file leaves no trace.
+    # hint: A file holds several statements: pass it to connection.execute as bytes (migration.sql.encode()) with no parameters.
+    applied = dict(connection.execute("SELECT version, checksum FROM public.schema_migrations").fetchall())
+    done: list[str] = []
+    for migration in pending_migrations(load_migrations(directory), applied):
+        with connection.transaction():
+            connection.execute(migration.sql.encode())
+            connection.execute(
+                "INSERT INTO public.schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+                (migration.version, migration.name, migration.checksum),
+            )
+        done.append(migration.file_name)
+    return done
+    # end exercise
