@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+# Bound the whole test step where GNU timeout exists (not on macOS); pytest-timeout bounds each test anyway.
+BOUNDED := $(if $(shell command -v timeout),timeout 2400,)
 
 .PHONY: start test install services-up services-down services-status doctor lint exercises
 
@@ -49,4 +51,4 @@ exercises: install
 test: install lint
 	$(PY) -m workbook exercises check
 	$(PY) -m workbook services up
-	timeout 2400 $(VENV)/bin/pytest tests notebooks --nbmake --nbmake-timeout=180
+	$(BOUNDED) $(VENV)/bin/pytest tests notebooks --nbmake --nbmake-timeout=180

@@ -122,7 +122,7 @@ class InterceptHandler(logging.Handler):
 
 def route_standard_logging(level: str) -> None:
     """Send the root logger, and the libraries that have handlers of their own, through loguru."""
-    logging.basicConfig(handlers=[InterceptHandler()], level=logging.getLevelName(level), force=True)
+    logging.basicConfig(handlers=[InterceptHandler()], level=logger.level(level).no, force=True)
     for name in ROUTED_STDLIB_LOGGERS:
         library_logger = logging.getLogger(name)
         library_logger.handlers.clear()

@@ -10,6 +10,7 @@ from pathlib import Path
 from reference_app.config import ConfigError
 
 from . import exercises, feedback, services
+from .grade import GRADE_TIMEOUT_SECONDS
 from .paths import EXERCISES_ROOT, REFERENCE_ROOT
 
 
@@ -27,7 +28,13 @@ def _build_check() -> int:
     return 0
 
 
-def _build() -> int:
+def _build(force: bool) -> int:
+    written = exercises.written_exercises(EXERCISES_ROOT) if EXERCISES_ROOT.is_dir() else []
+    if written and not force:
+        print("exercises/ holds your own code, which a build would replace with stubs:")
+        print("\n".join(f"  {exercise}" for exercise in written))
+        print("To start over anyway: python -m workbook exercises build --force")
+        return 1
     exercises.build(REFERENCE_ROOT, EXERCISES_ROOT)
     print(f"wrote exercises/ with {len(exercises.discover())} exercise stubs")
     return 0
@@ -43,6 +50,7 @@ def parser() -> argparse.ArgumentParser:
 
     exercise = commands.add_parser("exercises", help="build exercises/ from reference_app/, or check they agree")
     exercise.add_argument("action", choices=["build", "check"])
+    exercise.add_argument("--force", action="store_true", help="build even over your own code in exercises/")
 
     # The learner's commands work on exercises/ unless --app-root names another copy of the app.
     learner = argparse.ArgumentParser(add_help=False)
@@ -61,7 +69,12 @@ def parser() -> argparse.ArgumentParser:
     grade = commands.add_parser("grade", help="grade a learner's copy; writes a Markdown and a JSON report")
     grade.add_argument("path", type=Path, help="the learner's clone (or its exercises/ folder)")
     grade.add_argument("--out", type=Path, default=Path("."), help="where to write the reports (default: here)")
-    grade.add_argument("--timeout", type=float, default=60, help="seconds allowed for each exercise (default: 60)")
+    grade.add_argument(
+        "--timeout",
+        type=float,
+        default=GRADE_TIMEOUT_SECONDS,
+        help="seconds allowed for each exercise (default: %(default)s)",
+    )
     return top
 
 
@@ -84,7 +97,7 @@ def _dispatch(arguments: argparse.Namespace) -> int:
 
             return 0 if doctor() else 1
         case "exercises":
-            return _build() if arguments.action == "build" else _build_check()
+            return _build(arguments.force) if arguments.action == "build" else _build_check()
         case "check":
             stage = _stage(arguments.stage) if arguments.stage else None
             return 0 if feedback.check(stage, arguments.app_root) else 1

@@ -24,7 +24,8 @@ from .paths import NOTEBOOKS_DIR, REFERENCE_ROOT
 START = re.compile(r"^(?P<indent>[ \t]*)# exercise (?P<id>\d{2}\.\d+): (?P<title>.+?)\s*$")
 HINT = re.compile(r"^[ \t]*# hint: (?P<text>.+?)\s*$")
 END = re.compile(r"^[ \t]*# end exercise\s*$")
-IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache", ".pytest_cache")
+CACHE_DIRS = {"__pycache__", ".mypy_cache", ".pytest_cache"}  # never part of an app root's content
+IGNORED = shutil.ignore_patterns(*CACHE_DIRS, "*.pyc")
 
 
 class MarkupError(Exception):
@@ -152,15 +153,37 @@ def reference_body(reference_text: str, path: Path) -> dict[str, list[str]]:
 
 
 def build(source: Path, target: Path, only: set[str] | None = None) -> None:
-    """Write ``target`` as a copy of ``source`` with exercise regions stubbed (all, or those in ``only``)."""
+    """Write ``target`` as a copy of ``source`` with exercise regions stubbed (all, or those in ``only``).
+
+    The copy is made beside the target and swapped in at the end, so a markup error leaves the target as it was.
+    """
+    staging = target.with_name(f".{target.name}.building")
+    if staging.exists():
+        shutil.rmtree(staging)
+    shutil.copytree(source, staging, ignore=IGNORED)
+    try:
+        for path in python_files(staging):
+            text = path.read_text(encoding="utf-8")
+            stubbed = stub_source(text, path.relative_to(staging), only)
+            if stubbed != text:
+                path.write_text(stubbed, encoding="utf-8")
+    except MarkupError:
+        shutil.rmtree(staging)
+        raise
     if target.exists():
         shutil.rmtree(target)
-    shutil.copytree(source, target, ignore=IGNORED)
-    for path in python_files(target):
-        text = path.read_text(encoding="utf-8")
-        stubbed = stub_source(text, path.relative_to(target), only)
-        if stubbed != text:
-            path.write_text(stubbed, encoding="utf-8")
+    staging.rename(target)
+
+
+def written_exercises(app_root: Path) -> list[str]:
+    """The exercises in an app root whose region holds something other than its stub: a learner's work."""
+    written = []
+    for path in python_files(app_root):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for region in find_regions(lines, path.relative_to(app_root)):
+            if lines[region.start + 1 : region.end] != [stub_line(region.exercise, region.indent)]:
+                written.append(f"{region.exercise.id} in {region.exercise.path}")
+    return written
 
 
 def tree_differences(expected: Path, actual: Path) -> list[str]:
@@ -172,9 +195,7 @@ def tree_differences(expected: Path, actual: Path) -> list[str]:
         return {
             path.relative_to(root): path.read_bytes()
             for path in root.rglob("*")
-            if path.is_file()
-            and not {"__pycache__", ".mypy_cache", ".pytest_cache"} & set(path.parts)
-            and path.suffix != ".pyc"
+            if path.is_file() and not CACHE_DIRS & set(path.parts) and path.suffix != ".pyc"
         }
 
     want, have = files(expected), files(actual)

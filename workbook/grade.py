@@ -31,11 +31,11 @@ def grade(path: Path, out_dir: Path, timeout: float = GRADE_TIMEOUT_SECONDS) -> 
     results = run_exercises(app_root, discover(), timeout=timeout, one_by_one=True)
     report = _report(app_root, results)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = out_dir / f"grade-{path.resolve().name}"
-    stem.with_suffix(".json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    stem.with_suffix(".md").write_text(_markdown(report), encoding="utf-8")
+    json_path, markdown_path = (out_dir / f"grade-{path.resolve().name}.{suffix}" for suffix in ("json", "md"))
+    json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    markdown_path.write_text(_markdown(report), encoding="utf-8")
     print(_markdown(report))
-    print(f"Written: {stem.with_suffix('.md')} and {stem.with_suffix('.json')}")
+    print(f"Written: {markdown_path} and {json_path}")
     return report
 
 

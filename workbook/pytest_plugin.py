@@ -27,9 +27,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--workbook-report", help="write each test's outcome and failure message to this JSON file")
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
+    # Before any conftest is imported: tests/stages/conftest.py itself imports `app`.
+    mount_app(Path(early_config.known_args_namespace.app_root).resolve())
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "exercise(id): the exercise a stage test grades")
-    mount_app(Path(config.getoption("app_root")).resolve())
     report_path = config.getoption("workbook_report")
     if report_path:
         config.pluginmanager.register(JsonReport(Path(report_path)), "workbook-json-report")

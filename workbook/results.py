@@ -66,6 +66,8 @@ def run_exercises(
 
 def _run(app_root: Path, exercises: list[Exercise], timeout: float) -> list[ExerciseResult]:
     files = stage_test_files({exercise.stage for exercise in exercises})
+    if not files:
+        return [_failed(exercise, "(none)", "no test grades this exercise") for exercise in exercises]
     with tempfile.TemporaryDirectory(prefix="workbook-") as scratch:
         report_path = Path(scratch) / "report.json"
         command = [
@@ -77,36 +79,54 @@ def _run(app_root: Path, exercises: list[Exercise], timeout: float) -> list[Exer
         ]  # fmt: skip
         if len(exercises) == 1:
             command += ["--exercise", exercises[0].id]
-        timed_out = not _run_bounded(command, timeout)
-        if timed_out or not report_path.exists():
-            why = (
-                f"timed out after {timeout:.0f} s (an endless loop?)"
-                if timed_out
-                else "the test run crashed before it could report"
-            )
-            return [ExerciseResult(exercise, Status.FAILED, [Failure("(whole run)", why)]) for exercise in exercises]
+        finished, errors = _run_bounded(command, timeout)
+        if not finished:
+            return [
+                _failed(exercise, "(whole run)", f"timed out after {timeout:.0f} s (an endless loop?)")
+                for exercise in exercises
+            ]
+        if not report_path.exists():
+            return [_failed(exercise, "(whole run)", f"the test run crashed: {errors}") for exercise in exercises]
         report = json.loads(report_path.read_text(encoding="utf-8"))
     return [_judge(exercise, report) for exercise in exercises]
 
 
-def _run_bounded(command: list[str], timeout: float) -> bool:
-    """Run a command in its own process group; kill the whole group at the time limit. True when it finished."""
-    environment = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+def _failed(exercise: Exercise, test: str, why: str) -> ExerciseResult:
+    return ExerciseResult(exercise, Status.FAILED, [Failure(test, why)])
+
+
+def _run_bounded(command: list[str], timeout: float) -> tuple[bool, str]:
+    """Run a command in its own process group, killed whole at the time limit.
+
+    Returns whether it finished, and the last lines of its stderr: what a crash says about itself.
+    """
+    environment = _child_environment()
     process = subprocess.Popen(
         command,
         cwd=REPO_ROOT,
         env=environment,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
         start_new_session=True,
     )
     try:
-        process.wait(timeout=timeout)
-        return True
+        _, errors = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-        return False
+        process.communicate()
+        return False, ""
+    return True, " / ".join(errors.strip().splitlines()[-3:])
+
+
+def _child_environment() -> dict[str, str]:
+    """What the code under test may see: enough to run and reach the services, not the caller's other secrets.
+
+    This keeps accidents small; it is not a sandbox. Grade code you would run yourself.
+    """
+    kept = {"PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "XDG_CACHE_HOME", "XDG_STATE_HOME", "CI"}
+    environment = {name: value for name, value in os.environ.items() if name in kept or name.endswith("__URL")}
+    return {**environment, "PYTHONDONTWRITEBYTECODE": "1"}
 
 
 def _judge(exercise: Exercise, report: dict[str, list[dict[str, object]]]) -> ExerciseResult:
@@ -120,7 +140,7 @@ def _judge(exercise: Exercise, report: dict[str, list[dict[str, object]]]) -> Ex
     tests = [test for test in report["tests"] if exercise.id in test["exercises"]]  # type: ignore[operator]
     failures = [Failure(str(test["nodeid"]), str(test["message"])) for test in tests if test["outcome"] != "passed"]
     if not tests:
-        return ExerciseResult(exercise, Status.FAILED, [Failure("(none)", "no test grades this exercise")])
+        return _failed(exercise, "(none)", "no test grades this exercise")
     if not failures:
         return ExerciseResult(exercise, Status.PASSED, tests_run=len(tests))
     stubs = [STUB_MESSAGE.search(failure.message) for failure in failures]

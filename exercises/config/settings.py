@@ -16,13 +16,16 @@ import os
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 from dotenv import dotenv_values
-from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 CONFIG_DIR = Path(__file__).parent
+# Fields whose values never appear in an error message, whatever is wrong with them.
+NEVER_ECHOED = {"signing_key", "url"}
 ENV_PREFIX = "APP_"
 NESTED_DELIMITER = "__"
 
@@ -42,13 +45,19 @@ def env_var_name(*location: str | int) -> str:
     return ENV_PREFIX + NESTED_DELIMITER.join(str(part) for part in location).upper()
 
 
-class HttpSettings(BaseModel):
+class Section(BaseModel):
+    """A section of the settings. An unknown key in it is a typo, and a typo must stop start-up."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class HttpSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     max_body_bytes: int = Field(default=1_048_576, gt=0)
 
 
-class GrpcSettings(BaseModel):
+class GrpcSettings(Section):
     host: str = "127.0.0.1"
     auth_port: int = Field(default=50051, ge=1, le=65535)
     chat_port: int = Field(default=50052, ge=1, le=65535)
@@ -56,27 +65,35 @@ class GrpcSettings(BaseModel):
     deadline_seconds: float = Field(default=5.0, gt=0)
 
 
-class PostgresSettings(BaseModel):
+class PostgresSettings(Section):
     url: str = "postgresql://messenger:messenger@127.0.0.1:5432/messenger"
     pool_min_size: int = Field(default=1, ge=0)
     pool_max_size: int = Field(default=10, ge=1)
+    history_page_max: int = Field(default=100, ge=1)
 
 
-class MongoSettings(BaseModel):
+class MongoSettings(Section):
     url: str = "mongodb://127.0.0.1:27017/"
     database: str = "messenger"
+    feed_page_max: int = Field(default=50, ge=1)
+    max_media_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
+    media_content_types: list[str] = ["image/jpeg", "image/png", "image/gif", "image/webp"]
 
 
-class RedisSettings(BaseModel):
+class RedisSettings(Section):
     url: str = "redis://127.0.0.1:6379/0"
+    profile_cache_ttl_seconds: int = Field(default=300, gt=0)
+    presence_ttl_seconds: int = Field(default=60, gt=0)
+    send_rate_limit: int = Field(default=20, gt=0)  # messages a user may send per window
+    send_rate_window_seconds: int = Field(default=10, gt=0)
 
 
-class RabbitMQSettings(BaseModel):
+class RabbitMQSettings(Section):
     url: str = "amqp://messenger:messenger@127.0.0.1:5672/%2F"
     exchange: str = "messenger.events"
 
 
-class JwtSettings(BaseModel):
+class JwtSettings(Section):
     # A PEM private key. Never committed: it comes from the environment or from .env.
     signing_key: SecretStr | None = None
     issuer: str = "messenger-auth"
@@ -89,7 +106,7 @@ LogLevel = Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRI
 LogFormat = Literal["text", "json", "json-compact"]
 
 
-class LogSettings(BaseModel):
+class LogSettings(Section):
     level: LogLevel = "INFO"
     format: LogFormat = "json-compact"
     colour: bool = False
@@ -103,7 +120,8 @@ class Settings(BaseSettings):
         env_nested_delimiter=NESTED_DELIMITER,
         env_file=".env",
         env_file_encoding="utf-8",
-        extra="forbid",
+        # .env is shared with other tools (docker compose reads it too): their lines are not ours to refuse.
+        extra="ignore",
     )
 
     env: Environment = Environment.LOCAL
@@ -145,13 +163,11 @@ class Settings(BaseSettings):
 
 
 def mask_url_password(url: str) -> str:
-    """``scheme://user:secret@host`` → ``scheme://user:***@host``."""
-    scheme, sep, rest = url.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    if not (sep and at and ":" in credentials):
+    """``scheme://user:secret@host/db`` → ``scheme://user:***@host/db``."""
+    parts = urlsplit(url)
+    if parts.password is None:
         return url
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}"
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{parts.netloc.rpartition('@')[2]}"))
 
 
 def resolve_environment(dotenv_path: Path = Path(".env")) -> Environment:
@@ -168,9 +184,26 @@ def describe_validation_error(error: ValidationError) -> str:
     # end exercise
 
 
+def _refuse_unknown_variables(dotenv_path: Path) -> None:
+    """An ``APP_`` variable that names no section is a typo (``APP_JWT_SIGNING_KEY`` for ``APP_JWT__SIGNING_KEY``)."""
+    names = set(os.environ) | {name for name in dotenv_values(dotenv_path) if name}
+    sections = {field.upper() for field in Settings.model_fields}
+    unknown = sorted(
+        name
+        for name in names
+        if name.startswith(ENV_PREFIX) and name[len(ENV_PREFIX) :].split(NESTED_DELIMITER)[0] not in sections
+    )
+    if unknown:
+        raise ConfigError(
+            f"unknown setting {', '.join(unknown)}: names are {ENV_PREFIX}<SECTION>{NESTED_DELIMITER}<FIELD>, "
+            f"e.g. {env_var_name('jwt', 'signing_key')}"
+        )
+
+
 def load_settings(dotenv_path: Path = Path(".env")) -> Settings:
     """Read the settings of the environment ``APP_ENV`` names. Raises :class:`ConfigError` with a one-line message."""
     env = resolve_environment(dotenv_path)
+    _refuse_unknown_variables(dotenv_path)
     yaml_path = CONFIG_DIR / f"{env.value}.yaml"
     yaml_layer = yaml.safe_load(yaml_path.read_text(encoding="utf-8")) or {}
     try:

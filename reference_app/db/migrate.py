@@ -75,13 +75,15 @@ def pending_migrations(available: list[Migration], applied: dict[str, str]) -> l
 def apply_migrations(conninfo: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
     """Apply what is pending; return the file names applied now (empty when the database is up to date)."""
     with psycopg.connect(conninfo, autocommit=True) as connection:
-        connection.execute(
-            "CREATE TABLE IF NOT EXISTS public.schema_migrations ("
-            " version text PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,"
-            " applied_at timestamptz NOT NULL DEFAULT now())"
-        )
+        # Lock first: CREATE TABLE IF NOT EXISTS is not safe against a second runner doing the same at that moment
+        # (one of them fails with a duplicate key on pg_type), so even the bookkeeping table is made under the lock.
         connection.execute("SELECT pg_advisory_lock(%s)", (ADVISORY_LOCK_KEY,))
         try:
+            connection.execute(
+                "CREATE TABLE IF NOT EXISTS public.schema_migrations ("
+                " version text PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
             return _apply_pending(connection, directory)
         finally:
             connection.execute("SELECT pg_advisory_unlock(%s)", (ADVISORY_LOCK_KEY,))

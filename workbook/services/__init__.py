@@ -60,7 +60,7 @@ class ServiceError(Exception):
 
 
 def service_urls() -> dict[str, str]:
-    settings = load_settings()
+    settings = load_settings(REPO_ROOT / ".env")
     return {service.name: getattr(settings, service.name).url for service in SERVICES}
 
 
@@ -85,6 +85,15 @@ def _answers(service: Service, url: str) -> str | None:
         return None
 
 
+def _describe(service: Service, method: str | None) -> str:
+    """How a service came up, in words. The state file keeps only the method: native, docker or environment."""
+    return {
+        "native": service.native_how,
+        "docker": "docker compose",
+        "environment": "from the environment",
+    }.get(method or "", "started outside the workbook")
+
+
 def _read_state() -> dict[str, str]:
     return json.loads(STATE_FILE.read_text()) if STATE_FILE.exists() else {}
 
@@ -100,74 +109,83 @@ def up() -> bool:
     lines, errors = [], []
     down = [service for service in SERVICES if _answers(service, urls[service.name]) is None]
     to_start = [service for service in down if not given_in_environment(service)]
-    use_docker = bool(to_start) and docker_engine_answers()
+    method = "docker" if to_start and docker_engine_answers() else "native"
     try:
-        if use_docker:
+        if to_start and method == "docker":
             _compose("up", "-d", "--wait", *(service.name for service in to_start))
         elif to_start:
             native.ensure_packages([service.name for service in to_start])
     except native.NativeError as error:
-        errors += [ServiceError(service, str(error), "installing its packages", error.fix) for service in to_start]
-        to_start = []
+        tried = "docker compose up" if method == "docker" else "installing its packages"
+        errors += [ServiceError(service, str(error), tried, error.fix) for service in to_start]
     for service in SERVICES:
         url = urls[service.name]
         if any(error.service is service for error in errors):
             continue
+        if service not in down:
+            how = f"already running ({_describe(service, state.get(service.name))})"
+            lines.append(_line(service, _answers(service, url) or "?", how, url))
+            continue
+        started_by = method if service in to_start else "environment"
         try:
-            how, version = _bring_up(service, url, service in down, service in to_start, use_docker, state)
+            version = _bring_up(service, url, started_by)
         except ServiceError as error:
             errors.append(error)
             continue
-        lines.append(f"  ✓ {service.label:<10} {version:<45} {how}\n      {mask_url_password(url)}")
+        state[service.name] = started_by
+        lines.append(_line(service, version, f"started now ({_describe(service, started_by)})", url))
     _write_state(state)
     print("\n".join(lines + [error.explain() for error in errors]))
     return not errors
 
 
-def _bring_up(
-    service: Service, url: str, was_down: bool, start: bool, use_docker: bool, state: dict[str, str]
-) -> tuple[str, str]:
-    if not was_down:
-        version = _answers(service, url) or "?"
-        return f"already running ({state.get(service.name, 'started outside the workbook')})", version
-    if not start:
-        how, tried, fix = (
-            "environment",
-            f"the URL in {env_var_name(service.name, 'url')}",
-            "start that server, or unset the variable",
-        )
-    elif use_docker:
-        how, tried, fix = "docker", "docker compose up", f"docker compose logs {service.name}"
-    else:
-        how, tried, fix = "native", service.native_how, "read the error above"
+def _line(service: Service, version: str, how: str, url: str) -> str:
+    return f"  ✓ {service.label:<10} {version:<45} {how}\n      {mask_url_password(url)}"
+
+
+def _bring_up(service: Service, url: str, method: str) -> str:
+    """Start one service the given way (unless it comes from the environment) and wait until it answers."""
+    tried, fix, timeout = {
+        "environment": (f"the URL in {env_var_name(service.name, 'url')}", "start that server, or unset the variable", GIVEN_TIMEOUT_SECONDS),
+        "docker": ("docker compose up", f"docker compose logs {service.name}", READY_TIMEOUT_SECONDS),
+        "native": (service.native_how, "read the error above", READY_TIMEOUT_SECONDS),
+    }[method]  # fmt: skip
+    if method == "native":
         try:
             service.start_native(url)
         except native.NativeError as error:
             raise ServiceError(service, str(error), tried, error.fix) from error
     try:
-        version = wait_until_ready(service.probe, url, READY_TIMEOUT_SECONDS if start else GIVEN_TIMEOUT_SECONDS)
+        return wait_until_ready(service.probe, url, timeout)
     except Exception as error:
         raise ServiceError(service, f"does not answer at {mask_url_password(url)}: {error}", tried, fix) from error
-    state[service.name] = {
-        "native": service.native_how,
-        "docker": "docker compose",
-        "environment": "from the environment",
-    }[how]
-    return f"started now ({state[service.name]})", version
 
 
-def down() -> None:
-    """Stop what ``up`` started. Services from the environment are left alone."""
+def down() -> bool:
+    """Stop what ``up`` started. Services from the environment are left alone. True when all stopped."""
     state, urls = _read_state(), service_urls()
-    if "docker compose" in state.values():
-        _compose("down")
+    failures = 0
+    if "docker" in state.values():
+        try:
+            _compose("down")
+        except native.NativeError as error:
+            print(f"  ✗ docker compose down: {error}")
+            failures += 1
     for service in SERVICES:
-        how = state.pop(service.name, None)
-        if how == service.native_how:
-            service.stop_native(urls[service.name])
-        if how is not None:
-            print(f"  {service.label}: {'left alone' if how == 'from the environment' else 'stopped'} ({how})")
+        method = state.pop(service.name, None)
+        if method == "native":
+            try:
+                service.stop_native(urls[service.name])
+            except native.NativeError as error:
+                print(f"  ✗ {service.label}: {error}")
+                failures += 1
+                state[service.name] = method
+                continue
+        if method is not None:
+            verb = "left alone" if method == "environment" else "stopped"
+            print(f"  {service.label}: {verb} ({_describe(service, method)})")
     _write_state(state)
+    return failures == 0
 
 
 def status() -> bool:
@@ -176,15 +194,15 @@ def status() -> bool:
     for service in SERVICES:
         version = _answers(service, urls[service.name])
         healthy &= version is not None
-        how = state.get(service.name, "started outside the workbook")
-        line = f"  ✓ {service.label:<10} {version:<45} {how}" if version else f"  ✗ {service.label:<10} not answering"
-        print(line + f"\n      {mask_url_password(urls[service.name])}")
+        if version:
+            print(_line(service, version, _describe(service, state.get(service.name)), urls[service.name]))
+        else:
+            print(f"  ✗ {service.label:<10} not answering\n      {mask_url_password(urls[service.name])}")
     if not healthy:
         print("  fix: python -m workbook services up")
     return healthy
 
 
 def _compose(*arguments: str) -> None:
-    subprocess.run(
-        ["docker", "compose", "-f", str(REPO_ROOT / "docker-compose.yml"), *arguments], check=True, timeout=600
-    )
+    compose = ["docker", "compose", "-f", str(REPO_ROOT / "docker-compose.yml"), *arguments]
+    native.run(compose, timeout=600)

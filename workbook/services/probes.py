@@ -7,9 +7,10 @@ import json
 import time
 import urllib.request
 from collections.abc import Callable
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 Probe = Callable[[str], str]
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 def probe_postgres(url: str) -> str:
@@ -65,8 +66,10 @@ def probe_rabbitmq(url: str) -> str:
 
 def rabbitmq_management_version(amqp_url: str, management_port: int = 15672) -> str | None:
     parts = urlsplit(amqp_url)
+    if parts.hostname not in LOOPBACK:
+        return None  # the API is plain HTTP: never send credentials across a network for a version string
     request = urllib.request.Request(f"http://{parts.hostname}:{management_port}/api/overview")
-    credentials = f"{parts.username or 'guest'}:{parts.password or 'guest'}".encode()
+    credentials = f"{unquote(parts.username or 'guest')}:{unquote(parts.password or 'guest')}".encode()
     request.add_header("Authorization", "Basic " + base64.b64encode(credentials).decode())
     try:
         with urllib.request.urlopen(request, timeout=3) as response:
