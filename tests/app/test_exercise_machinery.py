@@ -222,3 +222,11 @@ def test_watch_checks_again_when_a_file_is_saved(learner_copy: Path) -> None:
     assert sum(line.startswith("Stage 01:") for line in seen) == 2, "a save must trigger a second check:\n" + "".join(
         seen
     )
+
+
+def test_a_build_would_not_silently_replace_a_learners_code(learner_copy: Path) -> None:
+    app_root = learner_copy / "exercises"
+    assert exercises.written_exercises(app_root) == [], "pristine stubs are not a learner's work"
+    settings_file = app_root / "config" / "settings.py"
+    settings_file.write_text(replace_stub(settings_file.read_text(), "01.1", "return Environment.LOCAL"))
+    assert exercises.written_exercises(app_root) == ["01.1 in config/settings.py"]
