@@ -7,7 +7,7 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 # Bound the whole test step where GNU timeout exists (not on macOS); pytest-timeout bounds each test anyway.
 BOUNDED := $(if $(shell command -v timeout),timeout 2400,)
 
-.PHONY: start test install services-up services-down services-status doctor lint exercises
+.PHONY: start test install services-up services-down services-status doctor lint exercises schema schema-tools
 
 # A second run is fast: the environment is rebuilt only when requirements.txt changes.
 install: $(VENV)/.installed
@@ -47,8 +47,15 @@ lint: install
 exercises: install
 	$(PY) -m workbook exercises build
 
+# The stage 03 diagrams: DBML → SVG with the renderer pinned in schema/package-lock.json (renders offline).
+schema-tools:
+	test -x schema/node_modules/.bin/dbml-renderer || (cd schema && npm ci --no-audit --no-fund)
+
+schema: schema-tools
+	schema/render.sh
+
 # Everything DESIGN.md lists under "How quality is checked" that exists so far. CI runs exactly this.
-test: install lint
+test: install lint schema-tools
 	$(PY) -m workbook exercises check
 	$(PY) -m workbook services up
 	$(BOUNDED) $(VENV)/bin/pytest tests notebooks --nbmake --nbmake-timeout=180
