@@ -69,6 +69,7 @@ def parser() -> argparse.ArgumentParser:
     grade = commands.add_parser("grade", help="grade a learner's copy; writes a Markdown and a JSON report")
     grade.add_argument("path", type=Path, help="the learner's clone (or its exercises/ folder)")
     grade.add_argument("--out", type=Path, default=Path("."), help="where to write the reports (default: here)")
+    grade.add_argument("--stage", action="append", help="grade only this stage (repeat for several; default: all)")
     grade.add_argument(
         "--timeout",
         type=float,
@@ -115,7 +116,8 @@ def _dispatch(arguments: argparse.Namespace) -> int:
         case "grade":
             from .grade import grade
 
-            grade(arguments.path, arguments.out, arguments.timeout)
+            stages = {_stage(stage) for stage in arguments.stage} if arguments.stage else None
+            grade(arguments.path, arguments.out, arguments.timeout, stages)
     return 0
 
 

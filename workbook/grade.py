@@ -26,9 +26,13 @@ def app_root_of(path: Path) -> Path:
     raise SystemExit(f"{path} holds no application: expected {path / 'exercises' / '__init__.py'}")
 
 
-def grade(path: Path, out_dir: Path, timeout: float = GRADE_TIMEOUT_SECONDS) -> dict[str, Any]:
+def grade(
+    path: Path, out_dir: Path, timeout: float = GRADE_TIMEOUT_SECONDS, stages: set[str] | None = None
+) -> dict[str, Any]:
+    """Grade every exercise, or only those of ``stages`` (a pull request for one stage)."""
     app_root = app_root_of(path.resolve())
-    results = run_exercises(app_root, discover(), timeout=timeout, one_by_one=True)
+    chosen = [exercise for exercise in discover() if stages is None or exercise.stage in stages]
+    results = run_exercises(app_root, chosen, timeout=timeout, one_by_one=True)
     report = _report(app_root, results)
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, markdown_path = (out_dir / f"grade-{path.resolve().name}.{suffix}" for suffix in ("json", "md"))

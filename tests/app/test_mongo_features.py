@@ -8,7 +8,7 @@ import os
 
 import gridfs
 import pytest
-from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
@@ -79,3 +79,14 @@ def test_gridfs_round_trips_a_one_mebibyte_file(mongo: Database) -> None:
     assert stored.read() == payload
     files.delete(file_id)
     assert not files.exists(file_id)
+
+
+def test_creating_existing_indexes_again_one_per_command_is_safe(mongo: Database) -> None:
+    # FerretDB v1.24.2 drops the connection when ONE createIndexes names several existing indexes; one per command works.
+    models = [
+        IndexModel([("author", ASCENDING)], name="by_author"),
+        IndexModel([("created", DESCENDING)], name="by_created"),
+    ]
+    for _ in range(2):
+        names = [mongo.posts.create_indexes([model])[0] for model in models]
+        assert names == ["by_author", "by_created"]
