@@ -1,0 +1,1 @@
+"""The auth service: users, their public profiles, and the tokens they sign in with."""

@@ -1,0 +1,44 @@
+"""Tokens refused before their time: a deny-list keyed by the token's id (the ``jti`` claim).
+
+An access token is valid until its ``exp`` claim, and nobody can take a signed token back. To log a user out
+at once, the gateway keeps the ids of revoked tokens and refuses those. An entry is needed exactly as long as
+its token would otherwise be accepted: after ``exp`` the signature check refuses the token anyway. So each
+entry expires at the token's own ``exp`` (SET ... EXAT), and the list never grows beyond the tokens that are
+still alive.
+"""
+
+from __future__ import annotations
+
+import redis
+
+DEFAULT_PREFIX = "messenger:"
+
+
+class TokenDenylist:
+    def __init__(self, client: redis.Redis, *, prefix: str = DEFAULT_PREFIX) -> None:
+        self._client = client
+        self._prefix = prefix
+
+    def key(self, jti: str) -> str:
+        return f"{self._prefix}denied_token:{jti}"
+
+    def deny(self, jti: str, expires_at: int) -> bool:
+        """Refuse the token ``jti`` until ``expires_at`` (its ``exp`` claim, seconds since the epoch).
+
+        Returns False, and stores nothing, when the token has already expired: it is refused anyway.
+        """
+        if not jti:
+            raise ValueError("a token without an id (jti) cannot be put on the deny-list")
+        # exercise 06.6: a deny-list entry that expires with its token
+        # hint: Decide "already expired" by Redis's clock, the one that will expire the key: seconds, _ = self._client.time().
+        # hint: A token is expired from its exp on (exp <= now): return False and store nothing.
+        # hint: Otherwise SET the key with exat=expires_at: an absolute expiry, no TTL to compute (or to get wrong by a second).
+        now_seconds, _ = self._client.time()
+        if expires_at <= now_seconds:
+            return False
+        self._client.set(self.key(jti), "1", exat=expires_at)
+        return True
+        # end exercise
+
+    def is_denied(self, jti: str) -> bool:
+        return self._client.exists(self.key(jti)) == 1

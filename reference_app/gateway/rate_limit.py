@@ -1,0 +1,98 @@
+"""How often a user may do something (send a message): at most ``limit`` times in any ``window_seconds``.
+
+The limiter is a sliding-window log. Each user has a sorted set of the moments of their recent allowed
+actions (score = time in milliseconds). To decide on a new action: drop the moments older than the window,
+count the rest, and add the new one if the count is below the limit.
+
+Those steps must run as one: two gateway nodes that both count 19 of 20 would both add, and the user gets
+21. A Lua script runs inside Redis with no other command in between, and it costs one round trip. It also
+reads the time from Redis itself, so every gateway node uses the same clock.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import redis
+
+from ..config.settings import RedisSettings
+
+DEFAULT_PREFIX = "messenger:"
+
+
+@dataclass(frozen=True)
+class RateDecision:
+    allowed: bool
+    retry_after_seconds: float  # 0 when allowed; when refused, how long until the next action is allowed
+
+
+def rate_limit_script() -> str:
+    """The Lua source of the limiter.
+
+    KEYS[1]: the user's sorted set. ARGV[1]: the limit, ARGV[2]: the window in milliseconds, ARGV[3]: a unique
+    member for this action. Returns {1, 0} when allowed, {0, milliseconds to wait} when refused.
+    """
+    # exercise 06.5: an atomic sliding-window rate limiter in lua
+    # hint: Read the time inside the script: local t = redis.call('TIME') gives {seconds, microseconds} as strings; now in ms = t[1] * 1000 + math.floor(t[2] / 1000).
+    # hint: ZREMRANGEBYSCORE key -inf (now - window) drops what left the window; ZCARD counts the rest. Below the limit: ZADD key now member, PEXPIRE key window, return {1, 0}.
+    # hint: Refused: record nothing. The oldest entry (ZRANGE key 0 0 WITHSCORES gives {member, score}) leaves the window at score + window: wait that minus now.
+    return """
+local limit = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) < limit then
+  redis.call('ZADD', KEYS[1], now, ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], window)
+  return {1, 0}
+end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return {0, tonumber(oldest[2]) + window - now}
+"""
+    # end exercise
+
+
+class RateLimiter:
+    """At most ``limit`` actions per user in any ``window_seconds``; refused actions are not counted."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        limit: int,
+        window_seconds: float,
+        name: str = "send",
+        prefix: str = DEFAULT_PREFIX,
+    ) -> None:
+        if limit <= 0:
+            raise ValueError(f"a rate limit allows at least 1 action per window; got {limit}")
+        if window_seconds * 1000 < 1:
+            raise ValueError(f"a rate limit window is at least 1 millisecond; got {window_seconds} seconds")
+        self._limit = limit
+        self._window_ms = round(window_seconds * 1000)
+        self._name = name
+        self._prefix = prefix
+        # Registered once: every call then sends only the SHA1 of the script (EVALSHA), not its text.
+        self._script = client.register_script(rate_limit_script())
+
+    @classmethod
+    def for_sending(cls, client: redis.Redis, settings: RedisSettings, *, prefix: str = DEFAULT_PREFIX) -> RateLimiter:
+        """The limiter on sending messages, as the settings describe it."""
+        return cls(
+            client,
+            limit=settings.send_rate_limit,
+            window_seconds=settings.send_rate_window_seconds,
+            name="send",
+            prefix=prefix,
+        )
+
+    def key(self, user_id: int) -> str:
+        return f"{self._prefix}rate:{self._name}:{user_id}"
+
+    def hit(self, user_id: int) -> RateDecision:
+        """Ask to act now. Allowed actions are counted; refused ones are not."""
+        # A unique member per action: two actions in the same millisecond must not collapse into one.
+        allowed, wait_ms = self._script(keys=[self.key(user_id)], args=[self._limit, self._window_ms, uuid.uuid4().hex])
+        return RateDecision(allowed=int(allowed) == 1, retry_after_seconds=int(wait_ms) / 1000)
