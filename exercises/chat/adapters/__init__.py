@@ -1,0 +1,1 @@
+"""The chat service's adapters: the real storage behind its ports."""

@@ -1,0 +1,204 @@
+"""The chat store in PostgreSQL: the ``chat`` schema of migration 0002, through a pool of async connections.
+
+Every method is one use case's transaction, on one connection borrowed from the pool:
+
+- a use case of several statements runs them inside :func:`unit_of_work` (BEGIN … COMMIT, or ROLLBACK on
+  any error);
+- a use case of ONE statement just sends it: PostgreSQL runs every statement outside BEGIN … COMMIT as a
+  transaction of its own, all of it or nothing. Sending a message is such a statement, on purpose: wrapping
+  it in BEGIN and COMMIT would cost two more round trips, and the chat row would stay locked until the
+  COMMIT arrived (about 0.75 ms per send instead of 0.5 ms, measured with one writer).
+
+Every use case checks membership in its SQL (``%(user_id)s IN (user_low, user_high)``): a user who is not
+one of the two members gets ChatNotFound, exactly like for a chat that does not exist, and never any data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.errors import UniqueViolation
+from psycopg.rows import TupleRow, class_row, dict_row
+
+from ...db.pool import Pool
+from ..domain import (
+    MESSAGE_CREATED,
+    ChatNotFound,
+    ChatSummary,
+    HistoryPage,
+    HistoryQuery,
+    Message,
+    MessageDraft,
+    MessageNotFound,
+    PrivateChat,
+)
+from ..service import DecideChange
+
+Connection = AsyncConnection[TupleRow]
+
+# The columns of a Message, in the order of its fields: with class_row(Message) a row becomes a Message.
+MESSAGE_COLUMNS = "chat_id, seq, sender_id, client_message_id, body, created_at, edited_at, deleted_at"
+CHAT_COLUMNS = "id, user_low, user_high, last_seq, created_at"
+
+# The payload of every message event, built from a row source named `message` (a CTE or a table alias).
+# Built by PostgreSQL, so the event says exactly what was stored, created_at included.
+EVENT_PAYLOAD = """jsonb_build_object(
+    'chat_id', message.chat_id, 'seq', message.seq, 'sender_id', message.sender_id,
+    'client_message_id', message.client_message_id, 'body', message.body,
+    'created_at', message.created_at, 'edited_at', message.edited_at, 'deleted_at', message.deleted_at)"""
+
+# The unique key that recognises a retried send: one sender, one chat, one client message id.
+CLIENT_MESSAGE_KEY = "messages_client_message_key"
+
+MAX_BIGINT = 2**63 - 1
+
+
+@asynccontextmanager
+async def unit_of_work(pool: Pool) -> AsyncIterator[Connection]:
+    """One use case's work: a connection from the pool and one transaction on it.
+
+    The transaction commits when the block ends normally and rolls back when anything inside raises, a
+    domain error included: a use case that refuses a request leaves no half-done change behind.
+    """
+    async with pool.connection() as connection, connection.transaction():
+        yield connection
+
+
+class PostgresChatStore:
+    """The ChatStore port of chat/service.py, on PostgreSQL."""
+
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
+
+    async def open_chat(self, user_low: int, user_high: int) -> PrivateChat:
+        async with unit_of_work(self._pool) as connection:
+            return await _get_or_create_chat(connection, user_low, user_high)
+
+    async def append_message(self, draft: MessageDraft) -> Message:
+        async with self._pool.connection() as connection:
+            try:
+                message = await _insert_message(connection, draft)
+            except UniqueViolation as error:
+                # exercise 04.4: a retried send returns the original message
+                raise NotImplementedError("exercise 04.4 is yours to write: see notebooks/04_postgres.ipynb, section 'Exercise 04.4'. Stuck? python -m workbook hint 04.4")
+                # end exercise
+        if message is None:
+            raise ChatNotFound(draft.chat_id)
+        return message
+
+    async def change_message(self, chat_id: int, seq: int, user_id: int, decide: DecideChange) -> Message:
+        async with unit_of_work(self._pool) as connection:
+            return await _change_message(connection, chat_id, seq, user_id, decide)
+
+    async def history(self, chat_id: int, user_id: int, query: HistoryQuery) -> HistoryPage:
+        async with unit_of_work(self._pool) as connection:
+            await _member_chat(connection, chat_id, user_id)
+            return await _history_page(connection, chat_id, query)
+
+    async def mark_read(self, chat_id: int, user_id: int, seq: int) -> int:
+        async with self._pool.connection() as connection:
+            # GREATEST keeps the mark from moving back (a late, stale request); LEAST stops it past the last
+            # message, where it would silently count future messages as read.
+            cursor = await connection.execute(
+                """
+                INSERT INTO chat.read_state (chat_id, user_id, last_read_seq)
+                SELECT id, %(user_id)s, LEAST(%(seq)s, last_seq) FROM chat.private_chats
+                WHERE id = %(chat_id)s AND %(user_id)s IN (user_low, user_high)
+                ON CONFLICT (chat_id, user_id) DO UPDATE
+                    SET last_read_seq = GREATEST(chat.read_state.last_read_seq, excluded.last_read_seq)
+                RETURNING last_read_seq
+                """,
+                {"chat_id": chat_id, "user_id": user_id, "seq": seq},
+            )
+            row = await cursor.fetchone()
+        if row is None:
+            raise ChatNotFound(chat_id)
+        return int(row[0])
+
+    async def unread_count(self, chat_id: int, user_id: int) -> int:
+        async with self._pool.connection() as connection:
+            cursor = await connection.execute(
+                """
+                SELECT (SELECT count(*) FROM chat.messages m
+                        WHERE m.chat_id = c.id AND m.seq > COALESCE(r.last_read_seq, 0)
+                          AND m.sender_id <> %(user_id)s AND m.deleted_at IS NULL)
+                FROM chat.private_chats c
+                LEFT JOIN chat.read_state r ON r.chat_id = c.id AND r.user_id = %(user_id)s
+                WHERE c.id = %(chat_id)s AND %(user_id)s IN (c.user_low, c.user_high)
+                """,
+                {"chat_id": chat_id, "user_id": user_id},
+            )
+            row = await cursor.fetchone()
+        if row is None:
+            raise ChatNotFound(chat_id)
+        return int(row[0])
+
+    async def chat_summaries(self, user_id: int) -> list[ChatSummary]:
+        async with self._pool.connection() as connection:
+            return await _chat_summaries(connection, user_id)
+
+
+async def _member_chat(connection: Connection, chat_id: int, user_id: int) -> PrivateChat:
+    """The chat, if ``user_id`` is one of its members; ChatNotFound otherwise."""
+    cursor = connection.cursor(row_factory=class_row(PrivateChat))
+    await cursor.execute(
+        f"SELECT {CHAT_COLUMNS} FROM chat.private_chats WHERE id = %(chat_id)s AND %(user_id)s IN (user_low, user_high)",
+        {"chat_id": chat_id, "user_id": user_id},
+    )
+    chat = await cursor.fetchone()
+    if chat is None:
+        raise ChatNotFound(chat_id)
+    return chat
+
+
+async def _get_or_create_chat(connection: Connection, user_low: int, user_high: int) -> PrivateChat:
+    # exercise 04.2: open the chat of two users, once, even when both open it at the same moment
+    raise NotImplementedError("exercise 04.2 is yours to write: see notebooks/04_postgres.ipynb, section 'Exercise 04.2'. Stuck? python -m workbook hint 04.2")
+    # end exercise
+
+
+async def _insert_message(connection: Connection, draft: MessageDraft) -> Message | None:
+    """Bump the chat's last_seq, store the message with it, write its outbox row and the sender's read mark.
+
+    ONE statement, so one transaction: all four changes commit together, or none does. None when the chat
+    does not exist or the sender is not a member. A retry fails on CLIENT_MESSAGE_KEY and changes nothing.
+    """
+    # exercise 04.3: send a message: the next seq, the message, its outbox row and the sender's read mark, in one statement
+    raise NotImplementedError("exercise 04.3 is yours to write: see notebooks/04_postgres.ipynb, section 'Exercise 04.3'. Stuck? python -m workbook hint 04.3")
+    # end exercise
+
+
+async def _change_message(
+    connection: Connection, chat_id: int, seq: int, user_id: int, decide: DecideChange
+) -> Message:
+    # exercise 04.7: edit or delete a message under a row lock, with its outbox row
+    raise NotImplementedError("exercise 04.7 is yours to write: see notebooks/04_postgres.ipynb, section 'Exercise 04.7'. Stuck? python -m workbook hint 04.7")
+    # end exercise
+
+
+async def _history_page(connection: Connection, chat_id: int, query: HistoryQuery) -> HistoryPage:
+    # exercise 04.5: keyset pagination of a chat's history
+    raise NotImplementedError("exercise 04.5 is yours to write: see notebooks/04_postgres.ipynb, section 'Exercise 04.5'. Stuck? python -m workbook hint 04.5")
+    # end exercise
+
+
+async def _chat_summaries(connection: Connection, user_id: int) -> list[ChatSummary]:
+    # exercise 04.6: a user's chat list, with last message and unread count, in one query
+    raise NotImplementedError("exercise 04.6 is yours to write: see notebooks/04_postgres.ipynb, section 'Exercise 04.6'. Stuck? python -m workbook hint 04.6")
+    # end exercise
+
+
+def _last_message(row: dict[str, Any]) -> Message:
+    return Message(
+        chat_id=row["chat_id"],
+        seq=row["seq"],
+        sender_id=row["sender_id"],
+        client_message_id=row["client_message_id"],
+        body=row["body"],
+        created_at=row["created_at"],
+        edited_at=row["edited_at"],
+        deleted_at=row["deleted_at"],
+    )

@@ -1,0 +1,110 @@
+"""Users of the messenger, and their repository in PostgreSQL (table ``auth.users`` of migration 0001).
+
+A user is created with a password hash that is already computed: how to hash a password is stage 09's
+subject, and this module never sees a password. Uniqueness is the database's job: two sign-ups with the same
+name at the same moment can both pass any check made beforehand, but only one INSERT passes a unique index.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from psycopg.errors import UniqueViolation
+from psycopg.rows import class_row
+
+from ..db.pool import Pool
+from .domain import DISPLAY_NAME_MAX_CHARS
+
+# The same rules as the checks of auth.users, so a bad value is refused before any I/O, in plain words.
+USERNAME_FORMAT = re.compile(r"^[a-z0-9_]{3,32}$")
+EMAIL_FORMAT = re.compile(r"^[^@\s]+@[^@\s]+$")
+EMAIL_MAX_CHARS = 254
+
+# Which field each unique index of auth.users protects (the index names are in 0001_auth.sql).
+UNIQUE_FIELDS = {"users_username_key": "username", "users_email_key": "email"}
+
+USER_COLUMNS = "id, username, email, display_name, password_hash, created_at"
+
+
+class UserError(Exception):
+    """A user cannot be created or found as asked. The message says why, in one sentence."""
+
+
+class InvalidUser(UserError):
+    """A value breaks a rule of the users table, e.g. a username with capital letters."""
+
+
+class UserAlreadyExists(UserError):
+    """Another user already has this username or e-mail address; ``field`` says which."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__(f"this {field} is already taken")
+        self.field = field
+
+
+@dataclass(frozen=True)
+class User:
+    id: int
+    username: str
+    email: str
+    display_name: str
+    password_hash: str = field(repr=False)  # never printed: a hash in a log line helps an attacker
+    created_at: datetime
+
+
+def check_new_user(username: str, email: str, display_name: str, password_hash: str) -> None:
+    """Raise InvalidUser naming the first value the users table would refuse."""
+    if not USERNAME_FORMAT.match(username):
+        raise InvalidUser("a username has 3 to 32 characters: lower-case letters, digits and _")
+    if not EMAIL_FORMAT.match(email) or len(email) > EMAIL_MAX_CHARS:
+        raise InvalidUser(f"an e-mail address looks like name@example.org and has at most {EMAIL_MAX_CHARS} characters")
+    if len(display_name) > DISPLAY_NAME_MAX_CHARS:
+        raise InvalidUser(f"a display name has at most {DISPLAY_NAME_MAX_CHARS} characters")
+    if not password_hash:
+        raise InvalidUser("a user needs a password hash")
+
+
+class PostgresUsers:
+    """The users repository: create, get by id, find by username."""
+
+    def __init__(self, pool: Pool) -> None:
+        self._pool = pool
+
+    async def create(self, username: str, email: str, password_hash: str, display_name: str = "") -> User:
+        """Store a new user; raises InvalidUser, or UserAlreadyExists naming the field that is taken."""
+        check_new_user(username, email, display_name, password_hash)
+        async with self._pool.connection() as connection:
+            # exercise 04.1: create a user, and say which field is taken
+            # hint: INSERT … RETURNING USER_COLUMNS, through connection.cursor(row_factory=class_row(User)), gives the stored User (id and created_at come from the database).
+            # hint: Do not look for a duplicate first: two sign-ups at the same moment would both find none. Let the unique index refuse: catch psycopg.errors.UniqueViolation.
+            # hint: error.diag.constraint_name is the name of the index that refused; UNIQUE_FIELDS maps it to the field. Raise UserAlreadyExists(field) from None.
+            cursor = connection.cursor(row_factory=class_row(User))
+            try:
+                await cursor.execute(
+                    f"INSERT INTO auth.users (username, email, display_name, password_hash)"
+                    f" VALUES (%s, %s, %s, %s) RETURNING {USER_COLUMNS}",
+                    (username, email, display_name, password_hash),
+                )
+            except UniqueViolation as error:
+                taken = UNIQUE_FIELDS.get(error.diag.constraint_name or "")
+                if taken is None:
+                    raise
+                raise UserAlreadyExists(taken) from None
+            user = await cursor.fetchone()
+            assert user is not None, "INSERT … RETURNING gives one row"
+            return user
+            # end exercise
+
+    async def get(self, user_id: int) -> User | None:
+        async with self._pool.connection() as connection:
+            cursor = connection.cursor(row_factory=class_row(User))
+            await cursor.execute(f"SELECT {USER_COLUMNS} FROM auth.users WHERE id = %s", (user_id,))
+            return await cursor.fetchone()
+
+    async def find_by_username(self, username: str) -> User | None:
+        async with self._pool.connection() as connection:
+            cursor = connection.cursor(row_factory=class_row(User))
+            await cursor.execute(f"SELECT {USER_COLUMNS} FROM auth.users WHERE username = %s", (username,))
+            return await cursor.fetchone()
