@@ -33,6 +33,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
+from plot import plot  # bench/plot.py: this script runs with bench/ on its path
 from psycopg import sql
 
 from reference_app.chat.adapters.postgres import PostgresChatStore
@@ -255,7 +256,7 @@ async def main(sends: int, output: Path) -> None:
     output.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     print(markdown(results))
     print(f"\n{checked}. PostgreSQL {facts['server_version']}, synchronous_commit={facts['synchronous_commit']}.")
-    print(f"Written to {output}")
+    print(f"Written to {output} and {plot(output)}")
 
 
 if __name__ == "__main__":
