@@ -75,7 +75,7 @@ def _run(app_root: Path, exercises: list[Exercise], timeout: float) -> list[Exer
             "--app-root", str(app_root.resolve()),
             "--workbook-report", str(report_path),
             "--timeout", str(PER_TEST_TIMEOUT_SECONDS),
-            "-q", "--no-header", "-p", "no:cacheprovider",
+            "-q", "--no-header", "-p", "no:cacheprovider", "--continue-on-collection-errors",
         ]  # fmt: skip
         if len(exercises) == 1:
             command += ["--exercise", exercises[0].id]

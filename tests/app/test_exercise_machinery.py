@@ -231,3 +231,14 @@ def test_a_build_would_not_silently_replace_a_learners_code(learner_copy: Path) 
     settings_file = app_root / "config" / "settings.py"
     settings_file.write_text(replace_stub(settings_file.read_text(), "01.1", "return Environment.LOCAL"))
     assert exercises.written_exercises(app_root) == ["01.1 in config/settings.py"]
+
+
+def test_a_stage_that_cannot_be_imported_costs_only_that_stage(learner_copy: Path) -> None:
+    app_root = learner_copy / "exercises"
+    (app_root / "logger.py").write_text("this is not python\n")
+    results = {
+        r.exercise.id: r
+        for r in run_exercises(app_root, [e for e in ALL_EXERCISES if e.stage in {"01", "02"}], timeout=TIMEOUT)
+    }
+    assert results["02.1"].status is Status.FAILED and "could not be imported" in results["02.1"].failures[0].message
+    assert results["01.1"].status is Status.NOT_STARTED, "stage 01 is still judged on its own tests"

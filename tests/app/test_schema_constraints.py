@@ -26,6 +26,7 @@ EXPECTED_TABLES = {
     "chat.messages",
     "chat.read_state",
     "chat.outbox",
+    "notify.notifications",
     "public.schema_migrations",
 }
 
@@ -119,11 +120,11 @@ def test_running_the_migrations_again_is_a_no_op(empty_url: str) -> None:
     assert apply_migrations(empty_url) == []
     with psycopg.connect(empty_url) as connection:
         recorded = connection.execute("SELECT version FROM public.schema_migrations ORDER BY version").fetchall()
-    assert recorded == [("0001",), ("0002",)]
+    assert recorded == [("0001",), ("0002",), ("0003",)]
 
 
 def test_the_designed_indexes_exist(db: psycopg.Connection[Any]) -> None:
-    rows = db.execute("SELECT indexname FROM pg_indexes WHERE schemaname IN ('auth', 'chat')").fetchall()
+    rows = db.execute("SELECT indexname FROM pg_indexes WHERE schemaname IN ('auth', 'chat', 'notify')").fetchall()
     names = {name for (name,) in rows}
     designed = {
         "users_username_key",
@@ -135,6 +136,8 @@ def test_the_designed_indexes_exist(db: psycopg.Connection[Any]) -> None:
         "messages_chat_seq_key",
         "messages_client_message_key",
         "outbox_unpublished_idx",
+        "notifications_user_event_key",
+        "notifications_user_newest_idx",
     }
     assert designed <= names, f"missing indexes: {designed - names}"
 
@@ -345,3 +348,21 @@ def test_an_event_id_is_written_once(db: psycopg.Connection[Any]) -> None:
     event_id = uuid.uuid4()
     db.execute(event, (event_id,))
     refused(db, errors.UniqueViolation, "outbox_event_id_key", event, event_id)
+
+
+# notify.notifications --------------------------------------------------------------------------------------
+
+NOTIFY = "INSERT INTO notify.notifications (user_id, event_id, chat_id, seq, preview) VALUES (%s, %s, %s, %s, %s)"
+
+
+def test_one_notification_per_user_and_event(db: psycopg.Connection[Any]) -> None:
+    event_id = uuid.uuid4()
+    db.execute(NOTIFY, (2, event_id, 1, 1, "hi"))
+    refused(db, errors.UniqueViolation, "notifications_user_event_key", NOTIFY, 2, event_id, 1, 1, "hi again")
+    db.execute(NOTIFY, (3, event_id, 1, 1, "another user may be told of the same event"))
+
+
+def test_a_notification_is_about_a_real_place_with_a_short_preview(db: psycopg.Connection[Any]) -> None:
+    refused(db, errors.CheckViolation, "notifications_seq_positive", NOTIFY, 2, uuid.uuid4(), 1, 0, "hi")
+    refused(db, errors.CheckViolation, "notifications_preview_length", NOTIFY, 2, uuid.uuid4(), 1, 1, "x" * 101)
+    db.execute(NOTIFY, (2, uuid.uuid4(), 1, 1, "x" * 100))

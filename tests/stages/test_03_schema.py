@@ -9,8 +9,16 @@ import pytest
 from app.db import Migration, MigrationError, apply_migrations, load_migrations, pending_migrations
 
 exercise = pytest.mark.exercise
-APP_FILES = ["0001_auth.sql", "0002_chat.sql"]
-APP_TABLES = {"auth.users", "auth.sessions", "chat.private_chats", "chat.messages", "chat.read_state", "chat.outbox"}
+APP_FILES = ["0001_auth.sql", "0002_chat.sql", "0003_notifications.sql"]
+APP_TABLES = {
+    "auth.users",
+    "auth.sessions",
+    "chat.private_chats",
+    "chat.messages",
+    "chat.read_state",
+    "chat.outbox",
+    "notify.notifications",
+}
 
 
 def write(directory: Path, files: dict[str, str]) -> Path:
@@ -144,9 +152,9 @@ def test_an_applied_migration_whose_file_is_gone_is_refused() -> None:
 
 
 @exercise("03.3")
-def test_both_files_are_applied_and_recorded(empty_postgres_url: str) -> None:
+def test_every_file_is_applied_and_recorded(empty_postgres_url: str) -> None:
     got = apply_migrations(empty_postgres_url)
-    assert got == APP_FILES, f"an empty database gets both files, in order, and their names are returned; got {got}"
+    assert got == APP_FILES, f"an empty database gets every file, in order, and their names are returned; got {got}"
     missing = APP_TABLES - tables(empty_postgres_url)
     assert not missing, f"after the migrations these tables must exist: {sorted(missing)}"
     want = [(m.version, m.name, m.checksum) for m in load_migrations()]
@@ -160,7 +168,7 @@ def test_a_second_run_applies_nothing(empty_postgres_url: str) -> None:
     apply_migrations(empty_postgres_url)
     again = apply_migrations(empty_postgres_url)
     assert again == [], f"a second run finds everything recorded and returns []; got {again}"
-    assert len(recorded(empty_postgres_url)) == 2, "a second run records nothing new"
+    assert len(recorded(empty_postgres_url)) == len(APP_FILES), "a second run records nothing new"
 
 
 @exercise("03.3")
@@ -213,7 +221,7 @@ def test_two_runners_at_once_apply_each_file_once(empty_postgres_url: str) -> No
         runner.join(timeout=120)
     assert not failures, f"three runners at once must queue, not fail; one raised: {failures[0]!r}"
     assert sorted(applied) == APP_FILES, f"each file is applied exactly once in all; the runners applied {applied}"
-    assert len(recorded(empty_postgres_url)) == 2, "each file is recorded exactly once"
+    assert len(recorded(empty_postgres_url)) == len(APP_FILES), "each file is recorded exactly once"
 
 
 @exercise("03.2")

@@ -1,0 +1,85 @@
+"""The consuming loop that gateway nodes and the notifier share: connect, declare, consume, reconnect.
+
+Each session opens a connection, declares the topology it needs (so a broker that lost it gets it back), asks
+for at most ``prefetch`` unacknowledged messages at a time, and hands every delivery to ``on_delivery``. The
+loop waits in ``process_data_events`` with a short time limit and looks at the ``stop`` event in between: so
+stopping needs no call into pika from another thread at all.
+
+Messages not yet acknowledged when a connection breaks go back to their queue, and the broker delivers them
+again (``redelivered`` set): one more reason why every consumer must be idempotent.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from .broker import Delivery, close_quietly, connect
+from .reconnect import Backoff, run_with_reconnect
+
+# Declares the queue (and whatever it needs) on a channel, and returns the queue's name.
+DeclareQueue = Callable[[Any], str]
+DeliveryHandler = Callable[[Delivery], None]
+
+
+class QueueConsumer:
+    """Consumes one queue in sessions, until stopped; ``queue`` and ``sessions`` say what it is doing."""
+
+    def __init__(
+        self,
+        rabbitmq_url: str,
+        *,
+        name: str,
+        declare: DeclareQueue,
+        on_delivery: DeliveryHandler,
+        prefetch: int = 20,
+        poll_seconds: float = 0.2,
+        backoff: Backoff | None = None,
+    ) -> None:
+        if prefetch < 1:
+            raise ValueError(f"prefetch must be at least 1; got {prefetch}")
+        self._rabbitmq_url = rabbitmq_url
+        self._declare = declare
+        self._on_delivery = on_delivery
+        self._prefetch = prefetch
+        self._poll_seconds = poll_seconds
+        self._backoff = backoff or Backoff()
+        self.name = name
+        self.queue: str | None = None  # the queue of the current session
+        self.sessions = 0  # sessions that reached the point of consuming: 1, then one more per reconnect
+        self.consuming = threading.Event()  # set while a session consumes; cleared when it ends
+
+    def run_forever(self, stop: threading.Event, *, give_up_after: int | None = None) -> None:
+        run_with_reconnect(
+            self._open,
+            lambda connection: self._consume(connection, stop),
+            stop=stop,
+            backoff=self._backoff,
+            what=self.name,
+            give_up_after=give_up_after,
+        )
+
+    @contextmanager
+    def _open(self) -> Iterator[Any]:
+        connection = connect(self._rabbitmq_url, name=self.name)
+        try:
+            yield connection
+        finally:
+            self.consuming.clear()
+            close_quietly(connection)
+
+    def _consume(self, connection: Any, stop: threading.Event) -> None:
+        channel = connection.channel()
+        channel.basic_qos(prefetch_count=self._prefetch)
+        self.queue = self._declare(channel)
+
+        def deliver(channel: Any, method: Any, properties: Any, body: bytes) -> None:
+            self._on_delivery(Delivery.from_pika(channel, method, properties, body))
+
+        channel.basic_consume(queue=self.queue, on_message_callback=deliver)
+        self.sessions += 1
+        self.consuming.set()
+        while not stop.is_set():
+            connection.process_data_events(time_limit=self._poll_seconds)
