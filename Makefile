@@ -7,7 +7,7 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 # Bound the whole test step where GNU timeout exists (not on macOS); pytest-timeout bounds each test anyway.
 BOUNDED := $(if $(shell command -v timeout),timeout 2400,)
 
-.PHONY: start test install services-up services-down services-status doctor lint exercises schema schema-tools bench
+.PHONY: start test install services-up services-down services-status doctor lint exercises schema schema-tools bench protos
 
 # A second run is fast: the environment is rebuilt only when requirements.txt changes.
 install: $(VENV)/.installed
@@ -53,6 +53,10 @@ schema-tools:
 
 schema: schema-tools
 	schema/render.sh
+
+# The gRPC code in reference_app/grpc_api/ from protos/ (commit it; tests/app/test_protos_fresh.py checks it).
+protos: install
+	$(PY) scripts/gen_protos.py
 
 # Benchmarks are not tests: they write JSON under bench/results/ and print a table for the README.
 bench: services-up

@@ -96,6 +96,9 @@ class RabbitMQSettings(Section):
 class JwtSettings(Section):
     # A PEM private key. Never committed: it comes from the environment or from .env.
     signing_key: SecretStr | None = None
+    # The PEM public key of signing_key: all a service needs to VERIFY tokens. Not a secret. When unset, it is
+    # derived from signing_key. The algorithm is no setting: it is pinned in reference_app/auth/tokens.py.
+    public_key: str | None = None
     issuer: str = "messenger-auth"
     audience: str = "messenger"
     access_ttl_seconds: int = Field(default=900, gt=0)

@@ -1,0 +1,104 @@
+"""The auth service over gRPC: ``messenger.v1.AuthService`` (protos/messenger/v1/auth.proto) on the use cases.
+
+Unlike chat and content, these calls do not read ``x-user-id``: Register, Login and Refresh are made by a user
+who is not signed in yet, and Logout and Authenticate carry the access token itself, which says who it is.
+The use cases raise the errors of ``credentials.py`` and ``users.py``; ``grpc_api/errors.py`` maps them to
+status codes (a wrong password and a bad token are UNAUTHENTICATED, a taken username ALREADY_EXISTS).
+
+Run it as a process with ``python -m reference_app.auth.grpc_server``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+import redis
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from ..config import Settings, load_settings
+from ..db.pool import open_pool
+from ..grpc_api import auth_pb2, auth_pb2_grpc
+from ..grpc_api.server import RunningServer, run_until_signalled, start_server
+from ..grpc_api.timestamps import to_timestamp
+from ..logger import configure_logging
+from .credentials import TokenPair
+from .service import AuthService
+from .users import User
+from .wiring import build_auth_service
+
+SERVICE_NAME = auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name  # "messenger.v1.AuthService"
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+def user_message(user: User) -> auth_pb2.User:
+    # The e-mail address stays out: the response of a sign-up needs no more than what other users may see.
+    return auth_pb2.User(
+        id=user.id, username=user.username, display_name=user.display_name, created_at=to_timestamp(user.created_at)
+    )
+
+
+def token_pair_message(pair: TokenPair) -> auth_pb2.TokenPair:
+    return auth_pb2.TokenPair(
+        access_token=pair.access_token,
+        access_expires_at=Timestamp(seconds=pair.expires_at),
+        refresh_token=pair.refresh_token,
+    )
+
+
+class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
+    def __init__(self, auth: AuthService) -> None:
+        self._auth = auth
+
+    async def Register(self, request: auth_pb2.RegisterRequest, context: Context) -> auth_pb2.RegisterResponse:
+        user = await self._auth.register(request.username, request.email, request.password, request.display_name)
+        return auth_pb2.RegisterResponse(user=user_message(user))
+
+    async def Login(self, request: auth_pb2.LoginRequest, context: Context) -> auth_pb2.LoginResponse:
+        pair = await self._auth.login(request.username, request.password)
+        return auth_pb2.LoginResponse(tokens=token_pair_message(pair))
+
+    async def Refresh(self, request: auth_pb2.RefreshRequest, context: Context) -> auth_pb2.RefreshResponse:
+        pair = await self._auth.refresh(request.refresh_token)
+        return auth_pb2.RefreshResponse(tokens=token_pair_message(pair))
+
+    async def Logout(self, request: auth_pb2.LogoutRequest, context: Context) -> auth_pb2.LogoutResponse:
+        await self._auth.logout(request.access_token, request.refresh_token or None)
+        return auth_pb2.LogoutResponse()
+
+    async def Authenticate(
+        self, request: auth_pb2.AuthenticateRequest, context: Context
+    ) -> auth_pb2.AuthenticateResponse:
+        return auth_pb2.AuthenticateResponse(user_id=await self._auth.authenticate(request.access_token))
+
+
+async def start_auth_server(auth: AuthService, *, host: str, port: int) -> RunningServer:
+    """A started server for ``auth``; ``port=0`` picks a free port (see ``RunningServer.port``)."""
+
+    def register(server: grpc.aio.Server) -> None:
+        auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(auth), server)
+
+    return await start_server(register, [SERVICE_NAME], host=host, port=port)
+
+
+async def serve(settings: Settings) -> None:
+    """The auth service's process: a pool, Redis, the use cases, the server; until cancelled, then a clean stop."""
+    client = redis.Redis.from_url(settings.redis.url)
+    try:
+        async with open_pool(settings.postgres, name="auth") as pool:
+            auth = build_auth_service(settings, pool, client)
+            server = await start_auth_server(auth, host=settings.grpc.host, port=settings.grpc.auth_port)
+            await server.wait_then_stop()
+    finally:
+        client.close()
+
+
+def main() -> None:
+    settings = load_settings()
+    configure_logging(settings.log, service="auth")
+    run_until_signalled(lambda: serve(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""Build the auth use cases from the settings: the one place that knows which adapter fills which port.
+
+The auth service's entry point calls ``build_auth_service``; every other service only checks tokens and calls
+``build_token_verifier``, which never loads the private key when ``APP_JWT__PUBLIC_KEY`` is set.
+"""
+
+from __future__ import annotations
+
+import redis
+
+from ..config.settings import Settings
+from ..db.pool import Pool
+from .accounts import PostgresAccounts
+from .passwords import PasswordHashing
+from .service import AuthService
+from .sessions import PostgresSessions
+from .token_denylist import DEFAULT_PREFIX, TokenDenylist
+from .tokens import TokenIssuer, TokenVerifier
+
+
+def build_token_verifier(settings: Settings, client: redis.Redis, *, prefix: str = DEFAULT_PREFIX) -> TokenVerifier:
+    return TokenVerifier.from_settings(settings, TokenDenylist(client, prefix=prefix))
+
+
+def build_auth_service(
+    settings: Settings,
+    pool: Pool,
+    client: redis.Redis,
+    *,
+    prefix: str = DEFAULT_PREFIX,
+    passwords: PasswordHashing | None = None,
+) -> AuthService:
+    denylist = TokenDenylist(client, prefix=prefix)
+    return AuthService(
+        PostgresAccounts(pool),
+        PostgresSessions(pool, ttl_seconds=settings.jwt.refresh_ttl_seconds),
+        passwords=passwords or PasswordHashing(),
+        issuer=TokenIssuer.from_settings(settings),
+        verifier=TokenVerifier.from_settings(settings, denylist),
+        denylist=denylist,
+    )

@@ -1,0 +1,100 @@
+"""A gRPC server of the messenger: its own service, the standard health and reflection services, a clean stop.
+
+- **Health** (``grpc.health.v1.Health``) answers "can you serve ``messenger.v1.ChatService``?" with SERVING or
+  NOT_SERVING. Load balancers, Kubernetes probes and ``grpc_health_probe`` ask it; so do our tests.
+- **Reflection** (``grpc.reflection.v1alpha.ServerReflection``) lets a tool ask the server which services and
+  messages it has, so ``grpcurl -plaintext 127.0.0.1:50052 list`` works without the .proto files at hand.
+- **A clean stop**: health turns NOT_SERVING first (a balancer stops sending new calls), then the server
+  refuses new calls and gives the running ones ``GRACE_SECONDS`` to finish before it cancels them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import SERVICE_NAME as HEALTH_SERVICE_NAME
+from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]  # grpc-stubs predate health.aio
+from grpc_reflection.v1alpha import reflection
+from loguru import logger
+
+from .errors import StatusFromErrors
+
+# How long a stopping server lets the calls already running finish. Shorter than the usual 10 s a process
+# manager waits between SIGTERM and SIGKILL, so the stop stays clean.
+GRACE_SECONDS = 5.0
+
+Register = Callable[[grpc.aio.Server], None]
+
+
+@dataclass
+class RunningServer:
+    """A started server, the port it really listens on (the OS picks one when asked for port 0), its health."""
+
+    server: grpc.aio.Server
+    port: int
+    health: Any  # grpc_health.v1.health.aio.HealthServicer
+
+    async def stop(self, grace: float = GRACE_SECONDS) -> None:
+        await self.health.enter_graceful_shutdown()  # every service NOT_SERVING, from now on
+        await self.server.stop(grace)
+
+    async def wait_then_stop(self) -> None:
+        """Serve until the task running this is cancelled (Ctrl+C, SIGTERM, the end of a test), then stop cleanly."""
+        try:
+            await self.server.wait_for_termination()
+        finally:
+            await self.stop()
+
+
+async def add_health_and_reflection(server: grpc.aio.Server, service_names: Sequence[str]) -> Any:
+    """Register health (each of ``service_names`` SERVING) and reflection on ``server``; return the health servicer."""
+    # exercise 08.1: add the standard health and reflection services
+    # hint: health_aio.HealthServicer() is the asyncio health service. `await health.set(name, health_pb2.HealthCheckResponse.SERVING)` for each service name; the overall health, name "", is SERVING from the start.
+    # hint: health_pb2_grpc.add_HealthServicer_to_server(health, server) registers it, as the generated add_..._to_server functions do for our own services.
+    # hint: reflection.enable_server_reflection(names, server) makes the services listable: pass our names AND HEALTH_SERVICE_NAME and reflection.SERVICE_NAME, or grpcurl will not see those two.
+    health = health_aio.HealthServicer()
+    for name in service_names:
+        await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection([*service_names, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME], server)
+    return health
+    # end exercise
+
+
+async def start_server(register: Register, service_names: Sequence[str], *, host: str, port: int) -> RunningServer:
+    """Build a server with the error interceptor, ``register`` our servicer on it, add health and reflection, start.
+
+    ``port=0`` lets the operating system choose a free port: tests and notebooks use that, and read
+    ``RunningServer.port`` to connect.
+    """
+    server = grpc.aio.server(interceptors=[StatusFromErrors()])
+    register(server)
+    health = await add_health_and_reflection(server, service_names)
+    # Plain text, no TLS: the services listen on the internal network only (see lessons/08_http_websocket_grpc.md).
+    bound_port = server.add_insecure_port(f"{host}:{port}")
+    await server.start()
+    logger.info("gRPC server for {} listening on {}:{}", ", ".join(service_names), host, bound_port)
+    return RunningServer(server, bound_port, health)
+
+
+def run_until_signalled(serve: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """The main of a service process: run ``serve()`` until SIGINT or SIGTERM, which cancel it (a clean stop)."""
+
+    async def main() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, task.cancel)
+        try:
+            await serve()
+        except asyncio.CancelledError:
+            logger.info("stopped")
+
+    asyncio.run(main())
