@@ -16,12 +16,11 @@ import grpc
 import redis
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from ..config import Settings, load_settings
+from ..config import Settings
 from ..db.pool import open_pool
 from ..grpc_api import auth_pb2, auth_pb2_grpc
-from ..grpc_api.server import RunningServer, run_until_signalled, start_server
+from ..grpc_api.server import RunningServer, run_service, start_server
 from ..grpc_api.timestamps import to_timestamp
-from ..logger import configure_logging
 from .credentials import TokenPair
 from .service import AuthService
 from .users import User
@@ -95,9 +94,7 @@ async def serve(settings: Settings) -> None:
 
 
 def main() -> None:
-    settings = load_settings()
-    configure_logging(settings.log, service="auth")
-    run_until_signalled(lambda: serve(settings))
+    run_service("auth", serve)
 
 
 if __name__ == "__main__":

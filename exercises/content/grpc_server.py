@@ -18,12 +18,11 @@ from typing import Any
 
 import grpc
 
-from ..config import Settings, load_settings
+from ..config import Settings
 from ..grpc_api import content_pb2, content_pb2_grpc
 from ..grpc_api.identity import caller_id
-from ..grpc_api.server import RunningServer, run_until_signalled, start_server
+from ..grpc_api.server import RunningServer, run_service, start_server
 from ..grpc_api.timestamps import to_timestamp
-from ..logger import configure_logging
 from .adapters.mongo import open_content_store
 from .domain import Comment, InvalidInput, MediaRef, MediaTooLarge, Post
 from .ports import ContentStore
@@ -148,9 +147,7 @@ async def serve(settings: Settings) -> None:
 
 
 def main() -> None:
-    settings = load_settings()
-    configure_logging(settings.log, service="content")
-    run_until_signalled(lambda: serve(settings))
+    run_service("content", serve)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,8 @@ from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined
 from grpc_reflection.v1alpha import reflection
 from loguru import logger
 
+from ..config import ConfigError, Settings, load_settings
+from ..logger import configure_logging
 from .errors import StatusFromErrors
 
 # How long a stopping server lets the calls already running finish. Shorter than the usual 10 s a process
@@ -75,8 +78,17 @@ async def start_server(register: Register, service_names: Sequence[str], *, host
     return RunningServer(server, bound_port, health)
 
 
-def run_until_signalled(serve: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    """The main of a service process: run ``serve()`` until SIGINT or SIGTERM, which cancel it (a clean stop)."""
+def run_service(name: str, serve: Callable[[Settings], Coroutine[Any, Any, None]]) -> None:
+    """The main of a service process: settings, logging, then ``serve`` until SIGINT or SIGTERM (a clean stop).
+
+    A broken configuration stops it with one line naming the variable, and exit status 2.
+    """
+    try:
+        settings = load_settings()
+    except ConfigError as error:
+        print(f"{name}: configuration error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    configure_logging(settings.log, service=name)
 
     async def main() -> None:
         task = asyncio.current_task()
@@ -85,7 +97,7 @@ def run_until_signalled(serve: Callable[[], Coroutine[Any, Any, None]]) -> None:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, task.cancel)
         try:
-            await serve()
+            await serve(settings)
         except asyncio.CancelledError:
             logger.info("stopped")
 

@@ -15,13 +15,12 @@ from uuid import UUID
 
 import grpc
 
-from ..config import Settings, load_settings
+from ..config import Settings
 from ..db.pool import open_pool
 from ..grpc_api import chat_pb2, chat_pb2_grpc
 from ..grpc_api.identity import caller_id
-from ..grpc_api.server import RunningServer, run_until_signalled, start_server
+from ..grpc_api.server import RunningServer, run_service, start_server
 from ..grpc_api.timestamps import to_optional_timestamp, to_timestamp
-from ..logger import configure_logging
 from .adapters.postgres import PostgresChatStore
 from .domain import ChatSummary, InvalidRequest, Message, PrivateChat
 from .service import ChatService
@@ -139,9 +138,7 @@ async def serve(settings: Settings) -> None:
 
 
 def main() -> None:
-    settings = load_settings()
-    configure_logging(settings.log, service="chat")
-    run_until_signalled(lambda: serve(settings))
+    run_service("chat", serve)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,10 @@ reference app's entry points and the auth server, which no exercise covers.
 """
 
 import asyncio
+import os
 import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
@@ -177,3 +180,19 @@ def test_the_auth_service_signs_up_signs_in_and_out_over_grpc(settings: Settings
     assert seen["authenticated"] == seen["user"].id, "Authenticate must name the user the token was issued to"
     for case in ("wrong password", "reused refresh", "after logout"):
         assert seen[case] == grpc.StatusCode.UNAUTHENTICATED, f"{case} must be UNAUTHENTICATED; got {seen[case]}"
+
+
+@pytest.mark.parametrize("service", ["auth", "chat", "content"])
+def test_a_service_with_a_broken_configuration_stops_with_one_line(service: str) -> None:
+    environment = {name: value for name, value in os.environ.items() if not name.startswith("APP_")}
+    result = subprocess.run(
+        [sys.executable, "-m", f"reference_app.{service}.grpc_server"],
+        env={**environment, "APP_ENV": "prod"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"{service}: configuration error: APP_JWT__SIGNING_KEY is required when APP_ENV=prod"
+    ]
