@@ -83,7 +83,8 @@ async def start_auth_server(auth: AuthService, *, host: str, port: int) -> Runni
 
 async def serve(settings: Settings) -> None:
     """The auth service's process: a pool, Redis, the use cases, the server; until cancelled, then a clean stop."""
-    client = redis.Redis.from_url(settings.redis.url)
+    # A time limit on every Redis call: a hung Redis must fail requests, not hold them for ever.
+    client = redis.Redis.from_url(settings.redis.url, socket_timeout=2, socket_connect_timeout=2)
     try:
         async with open_pool(settings.postgres, name="auth") as pool:
             auth = build_auth_service(settings, pool, client)

@@ -114,7 +114,8 @@ class AuthService:
     async def authenticate(self, access_token: str) -> int:
         """The id of the user an access token belongs to; raises InvalidToken when it is not valid."""
         try:
-            return self._verifier.verify(access_token).user_id
+            # The verifier asks Redis (the deny-list) with a blocking client: keep it off the event loop.
+            return (await asyncio.to_thread(self._verifier.verify, access_token)).user_id
         except InvalidToken as refused:
             log.info("access token refused: {reason}", reason=refused.reason)
             raise

@@ -20,7 +20,7 @@ import grpc
 
 USER_ID_KEY = "x-user-id"  # metadata keys are lower case: gRPC refuses upper-case ones
 USER_ID_MAX = 2**63 - 1  # an int64 in the .proto, a bigint in PostgreSQL
-DECIMAL_ID = re.compile(r"[1-9][0-9]*")
+DECIMAL_ID = re.compile(r"[1-9][0-9]{0,18}")  # at most 19 digits: int() refuses strings over 4300 digits
 
 
 class Unauthenticated(Exception):
