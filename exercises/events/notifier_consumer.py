@@ -20,7 +20,7 @@ from loguru import logger
 from .broker import Delivery
 from .consumer import QueueConsumer
 from .envelope import Event, EventRefused, MalformedEvent, decode_event
-from .reconnect import Backoff
+from .reconnect import TRANSIENT_ERRORS, Backoff
 from .topology import NOTIFIER_DELIVERY_LIMIT, declare_events_exchange, declare_notifier_queue
 
 # The use case, as the consumer sees it: Notifier.handle, or a stand-in.

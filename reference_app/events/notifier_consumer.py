@@ -20,7 +20,7 @@ from loguru import logger
 from .broker import Delivery
 from .consumer import QueueConsumer
 from .envelope import Event, EventRefused, MalformedEvent, decode_event
-from .reconnect import Backoff
+from .reconnect import TRANSIENT_ERRORS, Backoff
 from .topology import NOTIFIER_DELIVERY_LIMIT, declare_events_exchange, declare_notifier_queue
 
 # The use case, as the consumer sees it: Notifier.handle, or a stand-in.
@@ -68,6 +68,7 @@ class NotifierConsumer(QueueConsumer):
         # exercise 10.6: settle a delivery: ack, retry, or dead-letter
         # hint: decode_event(delivery.body) first: a MalformedEvent can never succeed, so delivery.dead_letter() at once and return. Then self._handle(event); success → delivery.ack().
         # hint: From the handler, an EventRefused (an unknown chat, a payload without its fields) can never succeed either: dead_letter() at once, without trying again.
+        # hint: A TRANSIENT_ERRORS exception (the database is down) is not the event's fault: delivery.retry(), then re-raise so the reconnect loop backs off.
         # hint: Any other exception from the handler is a failed attempt. This was attempt delivery.delivery_count + 1: when that reaches self.max_attempts, dead_letter(); otherwise retry(). Log each case (logger.warning / logger.error) with the error.
         try:
             event = decode_event(delivery.body)
@@ -81,6 +82,11 @@ class NotifierConsumer(QueueConsumer):
             logger.error("{}: dead-lettering event {}: {}", self.name, event.event_id, error)
             delivery.dead_letter()
             return
+        except TRANSIENT_ERRORS:
+            # The database (not the event) is failing: hand the event back and let the reconnect loop back off,
+            # so a short outage does not spend every attempt in a few milliseconds and dead-letter good events.
+            delivery.retry()
+            raise
         except Exception as error:
             attempt = delivery.delivery_count + 1
             if attempt >= self.max_attempts:

@@ -991,6 +991,26 @@ def test_an_event_that_keeps_failing_is_tried_max_attempts_times_then_dead_lette
 
 
 @exercise("10.6")
+def test_a_database_outage_spends_no_attempts_and_loses_no_event(broker: Broker) -> None:
+    handler = CountingHandler(failures=4, error=psycopg.OperationalError("the database is restarting"))
+    consumer, worker = start_notifier(broker, handler, max_attempts=2)
+    event = created_event(1, 1, 1)
+    try:
+        RabbitPublisher(broker.channel, broker.exchange).publish(event)
+        wait_until(
+            lambda: len(handler.calls) >= 5 and consumer.settled >= 1, "the event handled after the outage", (worker,)
+        )
+    finally:
+        worker.stop()
+    assert broker.take_all(f"{broker.notifier_queue}.dead") == [], (
+        "an outage of the database is not the event's fault: it must not be dead-lettered after max_attempts"
+    )
+    assert handler.calls == [event.event_id] * 5, (
+        f"four failures during the outage, then success; got {len(handler.calls)}"
+    )
+
+
+@exercise("10.6")
 def test_a_passing_failure_is_retried_until_it_works(broker: Broker) -> None:
     handler = CountingHandler(failures=2)
     consumer, worker = start_notifier(broker, handler, max_attempts=5)
