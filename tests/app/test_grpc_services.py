@@ -14,13 +14,11 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import grpc
-import psycopg
 import pytest
 import redis
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from psycopg import sql
 from pydantic import SecretStr
 from pymongo import MongoClient
 
@@ -32,8 +30,8 @@ from reference_app.content import grpc_server as content_grpc
 from reference_app.db import apply_migrations
 from reference_app.db.pool import open_pool
 from reference_app.grpc_api import auth_pb2, auth_pb2_grpc
+from workbook.databases import throwaway_database
 
-FIX = "start the services with `python -m workbook services up` (or `make start`)"
 DEADLINE = 5.0
 
 
@@ -70,12 +68,19 @@ def test_serve_answers_health_and_stops_cleanly_when_cancelled(settings: Setting
 
     async def scenario() -> tuple[str, Any, grpc.StatusCode | None]:
         status, outcome = await run_until_healthy_then_cancel(module.serve(configured), port, module.SERVICE_NAME)
-        try:
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-                await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
-            after = None
-        except grpc.aio.AioRpcError as error:
-            after = error.code()
+        # The C core may still be closing the listener for a moment after stop() returns (calls then come back
+        # CANCELLED): ask again briefly, until the port is closed or the attempts run out.
+        after: grpc.StatusCode | None = None
+        for _ in range(30):
+            try:
+                async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                    await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
+                after = None
+            except grpc.aio.AioRpcError as error:
+                after = error.code()
+            if after == grpc.StatusCode.UNAVAILABLE:
+                break
+            await asyncio.sleep(0.1)
         return status, outcome, after
 
     try:
@@ -92,19 +97,9 @@ def test_serve_answers_health_and_stops_cleanly_when_cancelled(settings: Setting
 
 @pytest.fixture
 def auth_database(settings: Settings) -> Iterator[str]:
-    name = f"grpc_auth_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg.connect(settings.postgres.url, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as error:
-        pytest.fail(f"PostgreSQL does not answer: {error}. Fix: {FIX}")
-    with admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        try:
-            url = settings.postgres.url.rsplit("/", 1)[0] + f"/{name}"
-            apply_migrations(url)
-            yield url
-        finally:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    with throwaway_database(settings.postgres.url, f"grpc_auth_{uuid.uuid4().hex[:12]}") as url:
+        apply_migrations(url)
+        yield url
 
 
 def test_the_auth_service_signs_up_signs_in_and_out_over_grpc(settings: Settings, auth_database: str) -> None:
