@@ -30,7 +30,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from plot import plot  # bench/plot.py: this script runs with bench/ on its path
@@ -42,6 +41,7 @@ from reference_app.config import load_settings
 from reference_app.config.settings import PostgresSettings
 from reference_app.db import apply_migrations
 from reference_app.db.pool import Pool, open_pool
+from workbook.databases import throwaway_database
 
 DATABASE = "bench_data_layer"
 RESULTS = Path(__file__).parent / "results" / "data_layer.json"
@@ -94,17 +94,6 @@ class Result:
     send_p50_ms: float
     send_p99_ms: float
     ceiling_p50_ms: float
-
-
-def database_url(server_url: str, name: str) -> str:
-    return urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
-
-
-def recreate_database(server_url: str, *, create: bool) -> None:
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DATABASE)))
-        if create:
-            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
 
 
 async def timed(operation: Operation, count: int, writers: int) -> tuple[float, list[float]]:
@@ -225,10 +214,8 @@ def markdown(results: list[Result]) -> str:
 
 async def main(sends: int, output: Path) -> None:
     server = load_settings().postgres
-    url = database_url(server.url, DATABASE)
-    settings = server.model_copy(update={"url": url})
-    recreate_database(server.url, create=True)
-    try:
+    with throwaway_database(server.url, DATABASE) as url:
+        settings = server.model_copy(update={"url": url})
         apply_migrations(url)
         with psycopg.connect(url, autocommit=True) as connection:
             connection.execute(CEILING_TABLE)
@@ -241,8 +228,6 @@ async def main(sends: int, output: Path) -> None:
                 results.append(result)
         checked = check_sequences(url)
         facts = server_facts(url)
-    finally:
-        recreate_database(server.url, create=False)
     document = {
         "benchmark": "data_layer",
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),

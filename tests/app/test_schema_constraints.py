@@ -7,18 +7,16 @@ The migrated database is made once for this module; every test runs inside a tra
 
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
-from psycopg import errors, sql
+from psycopg import errors
 
 from reference_app.config import Settings
 from reference_app.db import apply_migrations, load_migrations
+from workbook.databases import throwaway_database
 
-FIX = "Fix: python -m workbook services up"
 EXPECTED_TABLES = {
     "auth.users",
     "auth.sessions",
@@ -31,34 +29,15 @@ EXPECTED_TABLES = {
 }
 
 
-def _connect_admin(settings: Settings) -> psycopg.Connection[Any]:
-    try:
-        return psycopg.connect(settings.postgres.url, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as error:
-        pytest.fail(f"PostgreSQL does not answer: {error}. {FIX}")
-
-
-@contextmanager
-def throwaway_database(settings: Settings) -> Iterator[str]:
-    """Create a database of our own, yield its URL, drop it afterwards."""
-    name = f"schema_test_{uuid.uuid4().hex[:12]}"
-    with _connect_admin(settings) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        try:
-            yield urlunsplit(urlsplit(settings.postgres.url)._replace(path=f"/{name}"))
-        finally:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
 @pytest.fixture
 def empty_url(settings: Settings) -> Iterator[str]:
-    with throwaway_database(settings) as url:
+    with throwaway_database(settings.postgres.url, f"schema_test_{uuid.uuid4().hex[:12]}") as url:
         yield url
 
 
 @pytest.fixture(scope="module")
 def migrated_url(settings: Settings) -> Iterator[str]:
-    with throwaway_database(settings) as url:
+    with throwaway_database(settings.postgres.url, f"schema_test_{uuid.uuid4().hex[:12]}") as url:
         apply_migrations(url)
         yield url
 

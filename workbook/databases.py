@@ -1,0 +1,37 @@
+"""Throwaway PostgreSQL databases: made empty for one test, benchmark or notebook, and dropped afterwards."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+
+
+class ServerUnreachable(Exception):
+    """PostgreSQL does not answer. The message says how to bring it up."""
+
+
+def database_url(server_url: str, name: str) -> str:
+    """The URL of database ``name`` on the server of ``server_url``, with the same user and password."""
+    return urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
+
+
+@contextmanager
+def throwaway_database(server_url: str, name: str) -> Iterator[str]:
+    """Create database ``name`` (dropping a leftover of that name first), yield its URL, drop it on the way out."""
+    try:
+        admin = psycopg.connect(server_url, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as error:
+        where = urlsplit(server_url).netloc.rpartition("@")[2]
+        raise ServerUnreachable(
+            f"PostgreSQL does not answer at {where}: {error}. Fix: python -m workbook services up"
+        ) from None
+    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+    with admin:
+        admin.execute(drop)
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        try:
+            yield database_url(server_url, name)
+        finally:
+            admin.execute(drop)
