@@ -1,7 +1,9 @@
 """Throwaway PostgreSQL databases: made empty for one test, benchmark or notebook, and dropped afterwards."""
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -27,11 +29,26 @@ def throwaway_database(server_url: str, name: str) -> Iterator[str]:
         raise ServerUnreachable(
             f"PostgreSQL does not answer at {where}: {error}. Fix: python -m workbook services up"
         ) from None
-    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
     with admin:
-        admin.execute(drop)
+        _drop(admin, name)
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         try:
             yield database_url(server_url, name)
         finally:
+            _drop(admin, name)
+
+
+def _drop(admin: psycopg.Connection[Any], name: str, attempts: int = 50) -> None:
+    """DROP DATABASE … WITH (FORCE), again for a moment while a server process our role may not end is inside it.
+
+    An autovacuum worker can be at work in a database a test just filled; it leaves within moments.
+    """
+    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+    for attempt in range(attempts):
+        try:
             admin.execute(drop)
+            return
+        except (psycopg.errors.InsufficientPrivilege, psycopg.errors.ObjectInUse):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.1)
