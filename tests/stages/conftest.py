@@ -1,14 +1,23 @@
-"""Fixtures the stage tests share: throwaway PostgreSQL databases.
+"""Fixtures the stage tests share: throwaway PostgreSQL databases, and for stage 07 the whole service stack.
 
 Each test that asks for one gets a database of its own, dropped afterwards. A server that does not answer fails
 the test: it is never skipped.
 """
 
+import asyncio
+import socket
+import threading
+import time
 import uuid
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
+import pika
 import pytest
-from app.config import load_settings
+import redis
+from app.config import Settings, load_settings
+from fastapi.testclient import TestClient
+from pymongo import MongoClient
 
 from workbook.databases import throwaway_database
 
@@ -27,3 +36,104 @@ def postgres_url(empty_postgres_url: str) -> str:
 
     apply_migrations(empty_postgres_url)
     return empty_postgres_url
+
+
+# The whole stack behind the gateway, for stage 07 ------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (the OS picks it)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_for_port(port: int, what: str, *, seconds: float = 15.0) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"the {what} service did not start listening on port {port} in {seconds} s"
+                ) from None
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def stack_settings(postgres_url: str) -> Iterator[Settings]:
+    """Settings for one test's own stack: its database, MongoDB database, Redis database, exchange and ports.
+
+    Redis database 9 is emptied first: user ids start at 1 in every fresh database, so rate limits and presence
+    of an earlier test's user 1 must not leak into this one.
+    """
+    base = load_settings()
+    tag = uuid.uuid4().hex[:12]
+    redis_url = urlsplit(base.redis.url)._replace(path="/9").geturl()
+    settings = base.model_copy(
+        update={
+            "postgres": base.postgres.model_copy(update={"url": postgres_url}),
+            "mongo": base.mongo.model_copy(update={"database": f"stage_test_{tag}"}),
+            "redis": base.redis.model_copy(update={"url": redis_url}),
+            "rabbitmq": base.rabbitmq.model_copy(update={"exchange": f"stage_test.{tag}"}),
+            "grpc": base.grpc.model_copy(
+                update={"auth_port": free_port(), "chat_port": free_port(), "content_port": free_port()}
+            ),
+        }
+    )
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    try:
+        yield settings
+    finally:
+        client.flushdb()
+        client.close()
+        with MongoClient(settings.mongo.url) as mongo:
+            mongo.drop_database(settings.mongo.database)
+        connection = pika.BlockingConnection(pika.URLParameters(settings.rabbitmq.url))
+        try:
+            connection.channel().exchange_delete(exchange=settings.rabbitmq.exchange)
+        finally:
+            connection.close()
+
+
+@pytest.fixture
+def grpc_services(stack_settings: Settings) -> Iterator[Settings]:
+    """The auth, chat and content gRPC services of ``stack_settings``, served from a background thread's loop."""
+    from app.auth.grpc_server import serve as serve_auth
+    from app.chat.grpc_server import serve as serve_chat
+    from app.content.grpc_server import serve as serve_content
+
+    stop = threading.Event()
+
+    async def serve_until_stopped() -> None:
+        tasks = [asyncio.create_task(serve(stack_settings)) for serve in (serve_auth, serve_chat, serve_content)]
+        await asyncio.to_thread(stop.wait)
+        for task in tasks:
+            task.cancel()  # each service stops its server and closes its pool or client
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    thread = threading.Thread(target=asyncio.run, args=(serve_until_stopped(),), name="grpc-services", daemon=True)
+    thread.start()
+    try:
+        for name, port in (
+            ("auth", stack_settings.grpc.auth_port),
+            ("chat", stack_settings.grpc.chat_port),
+            ("content", stack_settings.grpc.content_port),
+        ):
+            wait_for_port(port, name)
+        yield stack_settings
+    finally:
+        stop.set()
+        thread.join(timeout=15)
+
+
+@pytest.fixture
+def gateway(grpc_services: Settings) -> Iterator[TestClient]:
+    """An HTTP client of a started gateway app (WebSockets too: ``gateway.websocket_connect("/ws")``)."""
+    from app.gateway.app import create_app
+
+    with TestClient(create_app(grpc_services)) as client:
+        yield client

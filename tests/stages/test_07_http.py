@@ -1,0 +1,410 @@
+"""Stage 07: the gateway's REST API, against real services.
+
+Each test starts the auth, chat and content gRPC services (on a fresh database, MongoDB database, Redis database
+and exchange of its own: the ``gateway`` fixture of conftest.py) and talks to the gateway app over HTTP.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+import grpc
+import pytest
+from app.gateway.problems import MEDIA_TYPE, problem_for_rpc_error
+from app.gateway.request_ids import request_id_from
+from fastapi.testclient import TestClient
+from httpx import Response
+
+API = "/api/v1"
+PROBLEM_KEYS = {"type", "title", "status", "detail", "instance", "request_id"}
+# The smallest valid PNG: 1x1 pixel.
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000100e5270de40000000049454e44ae426082"
+)
+
+
+def problem_of(response: Response, status: int, what: str) -> dict[str, Any]:
+    """The problem document of an error response, after checking its status and shape."""
+    assert response.status_code == status, (
+        f"{what}: the gateway must answer {status}; it answered {response.status_code}: {response.text[:300]}"
+    )
+    assert response.headers.get("content-type", "").startswith(MEDIA_TYPE), (
+        f"{what}: an error must be an RFC 9457 problem document ({MEDIA_TYPE});"
+        f" got {response.headers.get('content-type')}"
+    )
+    document: dict[str, Any] = response.json()
+    assert set(document) >= PROBLEM_KEYS, f"{what}: a problem document needs {sorted(PROBLEM_KEYS)}; got {document}"
+    assert document["status"] == status, f"{what}: the document's status must match the response's: {document}"
+    assert document["request_id"] == response.headers.get("x-request-id"), (
+        f"{what}: the problem's request_id must be the X-Request-ID of the response: {document}"
+    )
+    return document
+
+
+def sign_up(client: TestClient, name: str) -> tuple[int, dict[str, str]]:
+    """Register and log in a user; return their id and the Authorization header to act as them."""
+    username = f"{name}_{uuid.uuid4().hex[:6]}"
+    registered = client.post(
+        f"{API}/auth/register",
+        json={"username": username, "email": f"{username}@example.com", "password": "correct horse battery"},
+    )
+    assert registered.status_code == 201, f"registering {username} failed: {registered.text}"
+    tokens = client.post(f"{API}/auth/login", json={"username": username, "password": "correct horse battery"})
+    assert tokens.status_code == 200, f"logging in as {username} failed: {tokens.text}"
+    return registered.json()["id"], {"Authorization": f"Bearer {tokens.json()['access_token']}"}
+
+
+def open_chat(client: TestClient, headers: dict[str, str], other_id: int) -> int:
+    response = client.post(f"{API}/chats", json={"other_user_id": other_id}, headers=headers)
+    assert response.status_code == 200, f"opening a chat failed: {response.text}"
+    chat_id: int = response.json()["id"]
+    return chat_id
+
+
+def send(client: TestClient, headers: dict[str, str], chat_id: int, body: str) -> Response:
+    payload = {"client_message_id": str(uuid.uuid4()), "body": body}
+    return client.post(f"{API}/chats/{chat_id}/messages", json=payload, headers=headers)
+
+
+def rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details=details)
+
+
+# Exercise 07.1: one error shape -------------------------------------------------------------------------------
+
+
+@pytest.mark.exercise("07.1")
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        (grpc.StatusCode.INVALID_ARGUMENT, 422),
+        (grpc.StatusCode.NOT_FOUND, 404),
+        (grpc.StatusCode.PERMISSION_DENIED, 403),
+        (grpc.StatusCode.ALREADY_EXISTS, 409),
+        (grpc.StatusCode.UNAUTHENTICATED, 401),
+    ],
+)
+def test_a_service_refusal_keeps_its_message(code: grpc.StatusCode, status: int) -> None:
+    problem = problem_for_rpc_error(rpc_error(code, "chat 7 does not exist"))
+    assert problem.kind.status == status, f"gRPC {code.name} must become HTTP {status}, not {problem.kind.status}"
+    assert problem.detail == "chat 7 does not exist", (
+        f"the service wrote {code.name}'s message for the user: show it as the detail; got {problem.detail!r}"
+    )
+
+
+@pytest.mark.exercise("07.1")
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        (grpc.StatusCode.INTERNAL, 500),
+        (grpc.StatusCode.UNKNOWN, 500),
+        (grpc.StatusCode.DATA_LOSS, 500),
+        (grpc.StatusCode.UNAVAILABLE, 503),
+        (grpc.StatusCode.DEADLINE_EXCEEDED, 504),
+    ],
+)
+def test_a_service_failure_hides_its_message(code: grpc.StatusCode, status: int) -> None:
+    secret = 'Traceback (most recent call last): File "/srv/chat.py", password=hunter2'
+    problem = problem_for_rpc_error(rpc_error(code, secret))
+    assert problem.kind.status == status, f"gRPC {code.name} must become HTTP {status}, not {problem.kind.status}"
+    assert "hunter2" not in problem.detail and "Traceback" not in problem.detail, (
+        f"the text of a {code.name} may hold internals: never show it to the client; got {problem.detail!r}"
+    )
+    assert problem.detail, "the detail must still say something to the user"
+
+
+@pytest.mark.exercise("07.1")
+def test_a_stranger_gets_a_404_problem_for_a_chat(gateway: TestClient) -> None:
+    _alice, alice_headers = sign_up(gateway, "alice")
+    bob, _ = sign_up(gateway, "bob")
+    _, carol_headers = sign_up(gateway, "carol")
+    chat_id = open_chat(gateway, alice_headers, bob)
+    response = gateway.get(f"{API}/chats/{chat_id}/messages", headers=carol_headers)
+    document = problem_of(response, 404, "carol reads the chat of alice and bob")
+    assert document["instance"] == f"{API}/chats/{chat_id}/messages", f"instance is the request's path: {document}"
+    assert document["type"].endswith("/not-found"), f"type names the kind of problem: {document}"
+
+
+# Exercise 07.2: the send rate limit ---------------------------------------------------------------------------
+
+
+@pytest.mark.exercise("07.2")
+def test_sending_too_fast_is_refused_with_retry_after(gateway: TestClient) -> None:
+    limit = gateway.app.state.gateway.settings.redis.send_rate_limit  # type: ignore[attr-defined]
+    _alice, alice_headers = sign_up(gateway, "alice")
+    bob, _ = sign_up(gateway, "bob")
+    chat_id = open_chat(gateway, alice_headers, bob)
+    statuses = [send(gateway, alice_headers, chat_id, f"message {n}").status_code for n in range(limit)]
+    assert statuses == [201] * limit, f"the first {limit} messages are within the limit; got statuses {statuses}"
+    refused = send(gateway, alice_headers, chat_id, "one too many")
+    problem_of(refused, 429, f"message {limit + 1} inside the window")
+    retry_after = refused.headers.get("retry-after", "")
+    assert retry_after.isdigit() and int(retry_after) >= 1, (
+        f"a 429 says when to try again: Retry-After in whole seconds, at least 1; got {retry_after!r}"
+    )
+    history = gateway.get(f"{API}/chats/{chat_id}/messages", params={"limit": 100}, headers=alice_headers).json()
+    assert len(history["messages"]) == limit, "a refused message must not be stored"
+
+
+@pytest.mark.exercise("07.2")
+def test_the_limit_is_per_user(gateway: TestClient) -> None:
+    limit = gateway.app.state.gateway.settings.redis.send_rate_limit  # type: ignore[attr-defined]
+    _alice, alice_headers = sign_up(gateway, "alice")
+    bob, bob_headers = sign_up(gateway, "bob")
+    chat_id = open_chat(gateway, alice_headers, bob)
+    for n in range(limit + 1):
+        send(gateway, alice_headers, chat_id, f"alice {n}")
+    answer = send(gateway, bob_headers, chat_id, "bob is not alice")
+    assert answer.status_code == 201, f"alice's limit must not stop bob: {answer.status_code} {answer.text}"
+
+
+# Exercise 07.3: request ids -----------------------------------------------------------------------------------
+
+
+@pytest.mark.exercise("07.3")
+def test_a_sensible_client_request_id_is_kept() -> None:
+    assert request_id_from([(b"x-request-id", b"lb-1234abcd")]) == "lb-1234abcd", (
+        "a client's sensible X-Request-ID (a load balancer's) is kept, so one id follows the request everywhere"
+    )
+    assert request_id_from([(b"X-Request-ID", b"lb-1234abcd")]) == "lb-1234abcd", "header names ignore case"
+
+
+@pytest.mark.exercise("07.3")
+@pytest.mark.parametrize(
+    "sent", [b"", b"short", b"x" * 65, b"abc\ndef-injected-log-line", b"has space 1234", "\u00e9t\u00e9-2024".encode()]
+)
+def test_an_unsafe_request_id_is_replaced(sent: bytes) -> None:
+    made = request_id_from([(b"x-request-id", sent)])
+    assert made.encode() != sent, f"{sent!r} is not a safe id (8-64 of A-Z a-z 0-9 . _ -): make a new one"
+    assert re.fullmatch(r"[A-Za-z0-9._-]{8,64}", made), f"a new id must itself be safe; got {made!r}"
+    assert request_id_from([]) != request_id_from([]), "each request without an id gets a new one"
+
+
+@pytest.mark.exercise("07.3")
+def test_every_response_carries_its_request_id(gateway: TestClient) -> None:
+    kept = gateway.get("/openapi.json", headers={"X-Request-ID": "trace-0001-abcd"})
+    assert kept.headers.get("x-request-id") == "trace-0001-abcd", "the client's id comes back in X-Request-ID"
+    made = [gateway.get(f"{API}/chats").headers.get("x-request-id") for _ in range(2)]
+    assert all(made) and made[0] != made[1], f"each response has its own X-Request-ID, errors too; got {made}"
+
+
+# The rest of the API (not exercises) --------------------------------------------------------------------------
+
+
+def test_openapi_describes_every_route(gateway: TestClient) -> None:
+    document = gateway.get("/openapi.json").json()
+    paths = set(document["paths"])
+    for path in (
+        "/auth/register",
+        "/auth/login",
+        "/auth/refresh",
+        "/auth/logout",
+        "/users/me",
+        "/users/search",
+        "/chats",
+        "/chats/{chat_id}/messages",
+        "/chats/{chat_id}/messages/{seq}",
+        "/chats/{chat_id}/read",
+        "/notifications",
+        "/posts",
+        "/posts/{post_id}",
+        "/posts/{post_id}/comments",
+        "/posts/{post_id}/like",
+        "/media",
+        "/media/{media_id}",
+    ):
+        assert API + path in paths, f"the OpenAPI document lacks {API}{path}"
+    assert gateway.get("/docs").status_code == 200, "the interactive docs are served at /docs"
+
+
+def test_requests_without_a_valid_token_are_refused(gateway: TestClient) -> None:
+    missing = problem_of(gateway.get(f"{API}/chats"), 401, "no Authorization header")
+    assert missing["detail"], missing
+    assert "Bearer" in gateway.get(f"{API}/chats").headers.get("www-authenticate", ""), "a 401 names the scheme"
+    problem_of(gateway.get(f"{API}/chats", headers={"Authorization": "Bearer not.a.token"}), 401, "a garbage token")
+
+
+def test_register_login_me_refresh_and_logout(gateway: TestClient) -> None:
+    username = f"dora_{uuid.uuid4().hex[:6]}"
+    body = {"username": username, "email": f"{username}@example.com", "password": "correct horse battery"}
+    assert gateway.post(f"{API}/auth/register", json=body).status_code == 201
+    problem_of(gateway.post(f"{API}/auth/register", json=body), 409, "registering a taken username")
+    wrong = {"username": username, "password": "wrong password!"}
+    problem_of(gateway.post(f"{API}/auth/login", json=wrong), 401, "a wrong password")
+    tokens = gateway.post(f"{API}/auth/login", json={"username": username, "password": body["password"]}).json()
+    headers = {"Authorization": f"Bearer {tokens['access_token']}"}
+    me = gateway.get(f"{API}/users/me", headers=headers)
+    assert me.status_code == 200 and me.json()["username"] == username, f"/users/me names the caller: {me.text}"
+    renewed = gateway.post(f"{API}/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert renewed.status_code == 200, f"a refresh token buys a new pair: {renewed.text}"
+    reused = gateway.post(f"{API}/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    problem_of(reused, 401, "a refresh token used a second time")
+    out = gateway.post(f"{API}/auth/logout", json={}, headers=headers)
+    assert out.status_code == 204, f"logout answers 204: {out.status_code} {out.text}"
+    problem_of(gateway.get(f"{API}/users/me", headers=headers), 401, "the access token after logout")
+
+
+def test_user_search_finds_by_prefix(gateway: TestClient) -> None:
+    _, headers = sign_up(gateway, "searcher")
+    found_id, _ = sign_up(gateway, "zelda")
+    answer = gateway.get(f"{API}/users/search", params={"q": "ZEL"}, headers=headers)
+    assert answer.status_code == 200, answer.text
+    assert found_id in [user["id"] for user in answer.json()], f"searching 'ZEL' must find zelda: {answer.json()}"
+    problem_of(gateway.get(f"{API}/users/search", params={"q": ""}, headers=headers), 422, "an empty search")
+
+
+def test_a_conversation_over_rest(gateway: TestClient) -> None:
+    alice, alice_headers = sign_up(gateway, "alice")
+    bob, bob_headers = sign_up(gateway, "bob")
+    chat_id = open_chat(gateway, alice_headers, bob)
+    assert open_chat(gateway, bob_headers, alice) == chat_id, "both members open the same chat"
+    sent = send(gateway, alice_headers, chat_id, "hello bob")
+    assert sent.status_code == 201 and sent.json()["seq"] == 1, f"the first message gets seq 1: {sent.text}"
+    retry = gateway.post(
+        f"{API}/chats/{chat_id}/messages",
+        json={"client_message_id": sent.json()["client_message_id"], "body": "hello bob"},
+        headers=alice_headers,
+    )
+    assert retry.json()["seq"] == 1, "a retry with the same client_message_id returns the stored message"
+    send(gateway, bob_headers, chat_id, "hi alice")
+    chats = gateway.get(f"{API}/chats", headers=alice_headers).json()
+    assert chats[0]["chat_id"] == chat_id and chats[0]["unread_count"] == 1, f"alice has one unread message: {chats}"
+    assert chats[0]["last_message"]["body"] == "hi alice", f"the list shows the last message: {chats}"
+    read = gateway.post(f"{API}/chats/{chat_id}/read", json={"seq": 2}, headers=alice_headers)
+    assert read.json() == {"chat_id": chat_id, "last_read_seq": 2}, read.text
+    edited = gateway.patch(f"{API}/chats/{chat_id}/messages/1", json={"body": "hello, bob"}, headers=alice_headers)
+    assert edited.status_code == 200 and edited.json()["edited_at"], f"an edit is stamped: {edited.text}"
+    problem_of(
+        gateway.patch(f"{API}/chats/{chat_id}/messages/1", json={"body": "mine now"}, headers=bob_headers),
+        403,
+        "bob edits alice's message",
+    )
+    deleted = gateway.delete(f"{API}/chats/{chat_id}/messages/1", headers=alice_headers)
+    assert deleted.json()["body"] == "" and deleted.json()["deleted_at"], (
+        f"a deleted message loses its text: {deleted.text}"
+    )
+    page = gateway.get(f"{API}/chats/{chat_id}/messages", params={"after_seq": 1}, headers=bob_headers).json()
+    assert [message["seq"] for message in page["messages"]] == [2], f"after seq 1 comes exactly seq 2: {page}"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", "/chats/{chat}/messages", None),
+        ("POST", "/chats/{chat}/messages", {"client_message_id": str(uuid.uuid4()), "body": "let me in"}),
+        ("PATCH", "/chats/{chat}/messages/1", {"body": "rewritten"}),
+        ("DELETE", "/chats/{chat}/messages/1", None),
+        ("POST", "/chats/{chat}/read", {"seq": 1}),
+    ],
+)
+def test_a_stranger_can_neither_read_nor_write_a_chat(
+    gateway: TestClient, method: str, path: str, body: dict[str, Any] | None
+) -> None:
+    _alice, alice_headers = sign_up(gateway, "alice")
+    bob, _ = sign_up(gateway, "bob")
+    _, carol_headers = sign_up(gateway, "carol")
+    chat_id = open_chat(gateway, alice_headers, bob)
+    send(gateway, alice_headers, chat_id, "for bob only")
+    response = gateway.request(method, API + path.format(chat=chat_id), json=body, headers=carol_headers)
+    document = problem_of(response, 404, f"carol: {method} {path}")
+    assert "for bob only" not in response.text, f"nothing of the chat may leak in the error: {document}"
+    page = gateway.get(f"{API}/chats/{chat_id}/messages", headers=alice_headers).json()["messages"]
+    assert [(m["seq"], m["body"]) for m in page] == [(1, "for bob only")], f"carol changed nothing: {page}"
+
+
+def test_malformed_bodies_get_a_422_that_names_the_field(gateway: TestClient) -> None:
+    _alice, alice_headers = sign_up(gateway, "alice")
+    bob, _ = sign_up(gateway, "bob")
+    chat_id = open_chat(gateway, alice_headers, bob)
+    bad_id = {"client_message_id": "not-a-uuid", "body": "hi"}
+    document = problem_of(
+        gateway.post(f"{API}/chats/{chat_id}/messages", json=bad_id, headers=alice_headers), 422, "a bad uuid"
+    )
+    assert "client_message_id" in document["detail"], f"the detail names the field: {document}"
+    broken = gateway.post(
+        f"{API}/chats/{chat_id}/messages",
+        content=b"{not json",
+        headers=alice_headers | {"Content-Type": "application/json"},
+    )
+    problem_of(broken, 422, "a body that is not JSON")
+    extra = {"client_message_id": str(uuid.uuid4()), "body": "hi", "sender_id": 1}
+    problem_of(
+        gateway.post(f"{API}/chats/{chat_id}/messages", json=extra, headers=alice_headers), 422, "an unknown field"
+    )
+
+
+def test_a_body_over_the_limit_is_refused_before_it_is_read(gateway: TestClient) -> None:
+    limit = gateway.app.state.gateway.settings.http.max_body_bytes  # type: ignore[attr-defined]
+    _, headers = sign_up(gateway, "alice")
+    huge = b'{"text": "' + b"x" * limit + b'"}'
+    problem_of(
+        gateway.post(f"{API}/posts", content=huge, headers=headers | {"Content-Type": "application/json"}),
+        413,
+        "a body over the limit with a Content-Length",
+    )
+
+    def chunks() -> Any:
+        yield b'{"text": "'
+        for _ in range(limit // 65536 + 2):
+            yield b"x" * 65536
+        yield b'"}'
+
+    chunked = gateway.post(f"{API}/posts", content=chunks(), headers=headers | {"Content-Type": "application/json"})
+    problem_of(chunked, 413, "a body over the limit sent in chunks, without a Content-Length")
+
+
+def test_a_post_with_an_image(gateway: TestClient) -> None:
+    alice, headers = sign_up(gateway, "alice")
+    uploaded = gateway.post(f"{API}/media", files={"file": ("dot.png", PNG, "image/png")}, headers=headers)
+    assert uploaded.status_code == 201, f"uploading a PNG failed: {uploaded.text}"
+    media_id = uploaded.json()["id"]
+    post = gateway.post(f"{API}/posts", json={"text": "a dot", "media_ids": [media_id]}, headers=headers)
+    assert post.status_code == 201, post.text
+    read = gateway.get(f"{API}/posts/{post.json()['id']}", headers=headers).json()
+    assert read["media_ids"] == [media_id] and read["author_id"] == alice, f"the post reads back: {read}"
+    image = gateway.get(f"{API}/media/{media_id}", headers=headers)
+    assert image.content == PNG and image.headers["content-type"] == "image/png", "the image reads back byte for byte"
+    assert image.headers.get("x-content-type-options") == "nosniff", "a download forbids content sniffing"
+    text = gateway.post(f"{API}/media", files={"file": ("a.html", b"<script>", "text/html")}, headers=headers)
+    problem_of(text, 422, "uploading HTML as media")
+
+
+def test_comments_likes_and_the_feed(gateway: TestClient) -> None:
+    _, alice_headers = sign_up(gateway, "alice")
+    _, bob_headers = sign_up(gateway, "bob")
+    post_id = gateway.post(f"{API}/posts", json={"text": "first"}, headers=alice_headers).json()["id"]
+    comment = gateway.post(f"{API}/posts/{post_id}/comments", json={"text": "nice"}, headers=bob_headers)
+    assert comment.status_code == 201 and comment.json()["post_id"] == post_id, comment.text
+    assert gateway.put(f"{API}/posts/{post_id}/like", headers=bob_headers).json()["changed"] is True
+    assert gateway.put(f"{API}/posts/{post_id}/like", headers=bob_headers).json()["changed"] is False, "likes once"
+    assert gateway.get(f"{API}/posts/{post_id}", headers=alice_headers).json()["like_count"] == 1
+    assert gateway.delete(f"{API}/posts/{post_id}/like", headers=bob_headers).json()["changed"] is True
+    feed = gateway.get(f"{API}/posts", headers=bob_headers).json()
+    assert [post["id"] for post in feed["posts"]] == [post_id], f"the feed shows the post: {feed}"
+    problem_of(gateway.get(f"{API}/posts/000000000000000000000000", headers=alice_headers), 404, "a missing post")
+
+
+def test_notifications_are_the_callers_own(gateway: TestClient) -> None:
+    from app.events.notifications import NewNotification
+    from app.events.notifications_pg import PostgresNotifications, open_pool
+
+    _alice, alice_headers = sign_up(gateway, "alice")
+    bob, bob_headers = sign_up(gateway, "bob")
+    chat_id = open_chat(gateway, alice_headers, bob)
+    settings = gateway.app.state.gateway.settings  # type: ignore[attr-defined]
+    pool = open_pool(settings.postgres.url)
+    try:
+        store = PostgresNotifications(pool)
+        for seq in (1, 2):
+            store.record(
+                NewNotification(user_id=bob, event_id=uuid.uuid4(), chat_id=chat_id, seq=seq, preview=f"note {seq}")
+            )
+    finally:
+        pool.close()
+    bobs = gateway.get(f"{API}/notifications", headers=bob_headers)
+    assert bobs.status_code == 200, bobs.text
+    assert [n["seq"] for n in bobs.json()] == [2, 1], f"bob sees his notifications, newest first: {bobs.json()}"
+    assert gateway.get(f"{API}/notifications", headers=alice_headers).json() == [], "alice has none"
