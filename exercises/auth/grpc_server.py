@@ -1,7 +1,9 @@
 """The auth service over gRPC: ``messenger.v1.AuthService`` (protos/messenger/v1/auth.proto) on the use cases.
 
-Unlike chat and content, these calls do not read ``x-user-id``: Register, Login and Refresh are made by a user
-who is not signed in yet, and Logout and Authenticate carry the access token itself, which says who it is.
+Most of these calls do not read ``x-user-id``: Register, Login and Refresh are made by a user who is not signed
+in yet, and Logout and Authenticate carry the access token itself, which says who it is. GetUser and
+SearchUsers are signed-in calls, like the chat service's: the caller's id must be in ``x-user-id``. The answer
+does not depend on who asks, but a call without it did not come through the gateway and is refused.
 The use cases raise the errors of ``credentials.py`` and ``users.py``; ``grpc_api/errors.py`` maps them to
 status codes (a wrong password and a bad token are UNAUTHENTICATED, a taken username ALREADY_EXISTS).
 
@@ -19,6 +21,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from ..config import Settings
 from ..db.pool import open_pool
 from ..grpc_api import auth_pb2, auth_pb2_grpc
+from ..grpc_api.identity import caller_id
 from ..grpc_api.server import RunningServer, run_service, start_server
 from ..grpc_api.timestamps import to_timestamp
 from .credentials import TokenPair
@@ -70,6 +73,16 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         self, request: auth_pb2.AuthenticateRequest, context: Context
     ) -> auth_pb2.AuthenticateResponse:
         return auth_pb2.AuthenticateResponse(user_id=await self._auth.authenticate(request.access_token))
+
+    async def GetUser(self, request: auth_pb2.GetUserRequest, context: Context) -> auth_pb2.GetUserResponse:
+        caller_id(context)  # signed-in only: raises Unauthenticated (→ UNAUTHENTICATED) without x-user-id
+        return auth_pb2.GetUserResponse(user=user_message(await self._auth.get_user(request.user_id)))
+
+    async def SearchUsers(self, request: auth_pb2.SearchUsersRequest, context: Context) -> auth_pb2.SearchUsersResponse:
+        caller_id(context)
+        # proto3 cannot tell an unset limit from 0: 0 means "the server's default", as auth.proto says.
+        users = await self._auth.search_users(request.query, request.limit or None)
+        return auth_pb2.SearchUsersResponse(users=[user_message(user) for user in users])
 
 
 async def start_auth_server(auth: AuthService, *, host: str, port: int) -> RunningServer:

@@ -18,7 +18,7 @@ from loguru import logger
 from .credentials import InvalidCredentials, InvalidToken, RefreshRefused, Rotation, TokenPair, check_new_password
 from .passwords import PasswordHashing
 from .tokens import LEEWAY_SECONDS, TokenIssuer, TokenVerifier
-from .users import User
+from .users import User, UserNotFound, search_terms
 
 log = logger.bind(logger="auth.service")
 
@@ -29,6 +29,12 @@ class UserStore(Protocol):
     async def create(self, username: str, email: str, password_hash: str, display_name: str = "") -> User: ...
 
     async def find_by_username(self, username: str) -> User | None: ...
+
+    async def get(self, user_id: int) -> User | None: ...
+
+    async def search(self, prefix: str, limit: int) -> list[User]:
+        """At most ``limit`` users whose username starts with ``prefix`` (taken literally), by username."""
+        ...
 
     async def set_password_hash(self, user_id: int, password_hash: str) -> None: ...
 
@@ -119,6 +125,18 @@ class AuthService:
         except InvalidToken as refused:
             log.info("access token refused: {reason}", reason=refused.reason)
             raise
+
+    async def get_user(self, user_id: int) -> User:
+        """The user with this id; raises users.UserNotFound."""
+        user = await self._users.get(user_id)
+        if user is None:
+            raise UserNotFound(user_id)
+        return user
+
+    async def search_users(self, query: str, limit: int | None = None) -> list[User]:
+        """Users whose username starts with ``query``, ignoring case, by username; users.InvalidUser for a bad query."""
+        prefix, rows = search_terms(query, limit)
+        return await self._users.search(prefix, rows)
 
     def _pair(self, user_id: int, refresh_token: str) -> TokenPair:
         access = self._issuer.issue(user_id)

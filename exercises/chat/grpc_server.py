@@ -17,6 +17,7 @@ import grpc
 
 from ..config import Settings
 from ..db.pool import open_pool
+from ..events.notifications import Notification
 from ..grpc_api import chat_pb2, chat_pb2_grpc
 from ..grpc_api.identity import caller_id
 from ..grpc_api.server import RunningServer, run_service, start_server
@@ -58,6 +59,19 @@ def summary_message(summary: ChatSummary) -> chat_pb2.ChatSummary:
         other_user_id=summary.other_user_id,
         last_message=None if summary.last_message is None else message_message(summary.last_message),
         unread_count=summary.unread_count,
+    )
+
+
+def notification_message(notification: Notification) -> chat_pb2.Notification:
+    # user_id stays out: it is always the caller.
+    return chat_pb2.Notification(
+        id=notification.id,
+        event_id=str(notification.event_id),
+        chat_id=notification.chat_id,
+        seq=notification.seq,
+        preview=notification.preview,
+        created_at=to_timestamp(notification.created_at),
+        read_at=to_optional_timestamp(notification.read_at),
     )
 
 
@@ -105,6 +119,13 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
     async def ListChats(self, request: chat_pb2.ListChatsRequest, context: Context) -> chat_pb2.ListChatsResponse:
         summaries = await self._chats.list_chats(caller_id(context))
         return chat_pb2.ListChatsResponse(chats=[summary_message(summary) for summary in summaries])
+
+    async def ListNotifications(
+        self, request: chat_pb2.ListNotificationsRequest, context: Context
+    ) -> chat_pb2.ListNotificationsResponse:
+        # An unset limit reads 0, which chat.proto defines as "the server's default page".
+        notifications = await self._chats.list_notifications(caller_id(context), request.limit or None)
+        return chat_pb2.ListNotificationsResponse(notifications=[notification_message(n) for n in notifications])
 
 
 async def start_chat_server(chats: ChatService, *, host: str, port: int) -> RunningServer:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Protocol
 from uuid import UUID
 
+from ..events.notifications import LIST_LIMIT_MAX, Notification
 from .domain import (
     ChatSummary,
     HistoryPage,
@@ -23,6 +24,9 @@ from .domain import (
     member_pair,
     validate_body,
 )
+
+# The page of notifications a client gets when it names no limit.
+NOTIFICATIONS_PAGE_DEFAULT = 20
 
 # Given the message as it is now, under a lock, say what to write (or None: nothing), or raise a ChatError.
 DecideChange = Callable[[Message], MessageChange | None]
@@ -61,6 +65,10 @@ class ChatStore(Protocol):
 
     async def chat_summaries(self, user_id: int) -> list[ChatSummary]:
         """Every chat of the user, with its last message and unread count, most recently active first."""
+        ...
+
+    async def notifications(self, user_id: int, limit: int) -> list[Notification]:
+        """The user's notifications (written by the notifier of stage 10), newest first, at most ``limit``."""
         ...
 
 
@@ -111,3 +119,11 @@ class ChatService:
 
     async def list_chats(self, user_id: int) -> list[ChatSummary]:
         return await self._store.chat_summaries(user_id)
+
+    async def list_notifications(self, user_id: int, limit: int | None = None) -> list[Notification]:
+        """The user's notifications, newest first: NOTIFICATIONS_PAGE_DEFAULT, or ``limit`` up to LIST_LIMIT_MAX."""
+        if limit is not None and limit < 1:
+            raise InvalidRequest("a page holds at least one notification")
+        # A client may ask for less than the maximum, never for more: one request must stay cheap.
+        rows = NOTIFICATIONS_PAGE_DEFAULT if limit is None else min(limit, LIST_LIMIT_MAX)
+        return await self._store.notifications(user_id, rows)

@@ -67,6 +67,11 @@ class ChatServiceStub:
     """
     ListChats: _grpc.UnaryUnaryMultiCallable[_chat_pb2.ListChatsRequest, _chat_pb2.ListChatsResponse]
     """Every chat of the caller, with its last message and unread count, most recently active first."""
+    ListNotifications: _grpc.UnaryUnaryMultiCallable[_chat_pb2.ListNotificationsRequest, _chat_pb2.ListNotificationsResponse]
+    """The caller's notifications, newest first: one per message that arrived while the caller was offline,
+    recorded by the notifier (stage 10).
+    INVALID_ARGUMENT: a negative limit.
+    """
 
 @_typing.type_check_only
 class ChatServiceAsyncStub(ChatServiceStub):
@@ -103,6 +108,11 @@ class ChatServiceAsyncStub(ChatServiceStub):
     """
     ListChats: _aio.UnaryUnaryMultiCallable[_chat_pb2.ListChatsRequest, _chat_pb2.ListChatsResponse]  # type: ignore[assignment]
     """Every chat of the caller, with its last message and unread count, most recently active first."""
+    ListNotifications: _aio.UnaryUnaryMultiCallable[_chat_pb2.ListNotificationsRequest, _chat_pb2.ListNotificationsResponse]  # type: ignore[assignment]
+    """The caller's notifications, newest first: one per message that arrived while the caller was offline,
+    recorded by the notifier (stage 10).
+    INVALID_ARGUMENT: a negative limit.
+    """
 
 class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
     """Private chats and their messages, for the caller named by the x-user-id metadata."""
@@ -178,5 +188,16 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_chat_pb2.ListChatsResponse, _abc.Awaitable[_chat_pb2.ListChatsResponse]]:
         """Every chat of the caller, with its last message and unread count, most recently active first."""
+
+    @_abc_1.abstractmethod
+    def ListNotifications(
+        self,
+        request: _chat_pb2.ListNotificationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.ListNotificationsResponse, _abc.Awaitable[_chat_pb2.ListNotificationsResponse]]:
+        """The caller's notifications, newest first: one per message that arrived while the caller was offline,
+        recorded by the notifier (stage 10).
+        INVALID_ARGUMENT: a negative limit.
+        """
 
 def add_ChatServiceServicer_to_server(servicer: ChatServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -27,6 +27,13 @@ UNIQUE_FIELDS = {"users_username_key": "username", "users_email_key": "email"}
 
 USER_COLUMNS = "id, username, email, display_name, password_hash, created_at"
 
+# A search asks for the start of a username, so a query longer than the longest username cannot match.
+SEARCH_QUERY_MAX_CHARS = 32
+SEARCH_LIMIT_DEFAULT = 20
+SEARCH_LIMIT_MAX = 50  # one search stays one cheap query, whatever a client asks for
+# The characters LIKE reads as wildcards (% and _) and as its escape character (\), each to be taken literally.
+LIKE_SPECIAL = str.maketrans({"\\": "\\\\", "%": "\\%", "_": "\\_"})
+
 
 class UserError(Exception):
     """A user cannot be created or found as asked. The message says why, in one sentence."""
@@ -34,6 +41,14 @@ class UserError(Exception):
 
 class InvalidUser(UserError):
     """A value breaks a rule of the users table, e.g. a username with capital letters."""
+
+
+class UserNotFound(UserError):
+    """No user has this id."""
+
+    def __init__(self, user_id: int) -> None:
+        super().__init__(f"there is no user {user_id}")
+        self.user_id = user_id
 
 
 class UserAlreadyExists(UserError):
@@ -66,8 +81,32 @@ def check_new_user(username: str, email: str, display_name: str, password_hash: 
         raise InvalidUser("a user needs a password hash")
 
 
+def search_terms(query: str, limit: int | None) -> tuple[str, int]:
+    """The prefix and the row limit of a user search, or InvalidUser naming what is wrong with the request.
+
+    Usernames are lower case (a check of auth.users), so lower-casing the query is all it takes to ignore
+    case: the SQL compares the column as it is, with no lower() to evaluate on every row.
+    """
+    prefix = query.strip().lower()
+    if not prefix:
+        raise InvalidUser("a search needs the start of a username, not an empty query")
+    if len(prefix) > SEARCH_QUERY_MAX_CHARS:
+        raise InvalidUser(f"a search query has at most {SEARCH_QUERY_MAX_CHARS} characters, like a username")
+    if limit is not None and limit < 1:
+        raise InvalidUser("a search returns at least one user: the limit must be positive")
+    return prefix, SEARCH_LIMIT_DEFAULT if limit is None else min(limit, SEARCH_LIMIT_MAX)
+
+
+def like_prefix(prefix: str) -> str:
+    """A LIKE pattern that matches text starting with ``prefix``, every character of it taken literally.
+
+    Without the escaping, a search for "a_b" would also find "axb", and "%" would find everyone.
+    """
+    return prefix.translate(LIKE_SPECIAL) + "%"
+
+
 class PostgresUsers:
-    """The users repository: create, get by id, find by username."""
+    """The users repository: create, get by id, find by username, search by the start of a username."""
 
     def __init__(self, pool: Pool) -> None:
         self._pool = pool
@@ -108,3 +147,13 @@ class PostgresUsers:
             cursor = connection.cursor(row_factory=class_row(User))
             await cursor.execute(f"SELECT {USER_COLUMNS} FROM auth.users WHERE username = %s", (username,))
             return await cursor.fetchone()
+
+    async def search(self, prefix: str, limit: int) -> list[User]:
+        """At most ``limit`` users whose username starts with ``prefix`` (matched literally), by username."""
+        async with self._pool.connection() as connection:
+            cursor = connection.cursor(row_factory=class_row(User))
+            await cursor.execute(
+                f"SELECT {USER_COLUMNS} FROM auth.users WHERE username LIKE %s ESCAPE '\\' ORDER BY username LIMIT %s",
+                (like_prefix(prefix), limit),
+            )
+            return await cursor.fetchall()

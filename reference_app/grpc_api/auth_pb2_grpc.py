@@ -60,6 +60,16 @@ class AuthServiceStub:
                 request_serializer=messenger_dot_v1_dot_auth__pb2.AuthenticateRequest.SerializeToString,
                 response_deserializer=messenger_dot_v1_dot_auth__pb2.AuthenticateResponse.FromString,
                 _registered_method=True)
+        self.GetUser = channel.unary_unary(
+                '/messenger.v1.AuthService/GetUser',
+                request_serializer=messenger_dot_v1_dot_auth__pb2.GetUserRequest.SerializeToString,
+                response_deserializer=messenger_dot_v1_dot_auth__pb2.GetUserResponse.FromString,
+                _registered_method=True)
+        self.SearchUsers = channel.unary_unary(
+                '/messenger.v1.AuthService/SearchUsers',
+                request_serializer=messenger_dot_v1_dot_auth__pb2.SearchUsersRequest.SerializeToString,
+                response_deserializer=messenger_dot_v1_dot_auth__pb2.SearchUsersResponse.FromString,
+                _registered_method=True)
 
 
 class AuthServiceServicer:
@@ -107,6 +117,24 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetUser(self, request, context):
+        """One user, by id: what other users may see of them (never the e-mail address).
+        UNAUTHENTICATED: no well-formed x-user-id. NOT_FOUND: no user has this id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SearchUsers(self, request, context):
+        """Users whose username starts with the query, ignoring case, ordered by username: to find someone to chat
+        with. The query matches as plain text: % and _ are characters like any other, not wildcards.
+        UNAUTHENTICATED: no well-formed x-user-id.
+        INVALID_ARGUMENT: an empty or blank query, one longer than 32 characters, or a negative limit.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -134,6 +162,16 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.Authenticate,
                     request_deserializer=messenger_dot_v1_dot_auth__pb2.AuthenticateRequest.FromString,
                     response_serializer=messenger_dot_v1_dot_auth__pb2.AuthenticateResponse.SerializeToString,
+            ),
+            'GetUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUser,
+                    request_deserializer=messenger_dot_v1_dot_auth__pb2.GetUserRequest.FromString,
+                    response_serializer=messenger_dot_v1_dot_auth__pb2.GetUserResponse.SerializeToString,
+            ),
+            'SearchUsers': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchUsers,
+                    request_deserializer=messenger_dot_v1_dot_auth__pb2.SearchUsersRequest.FromString,
+                    response_serializer=messenger_dot_v1_dot_auth__pb2.SearchUsersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -272,6 +310,60 @@ class AuthService:
             '/messenger.v1.AuthService/Authenticate',
             messenger_dot_v1_dot_auth__pb2.AuthenticateRequest.SerializeToString,
             messenger_dot_v1_dot_auth__pb2.AuthenticateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/messenger.v1.AuthService/GetUser',
+            messenger_dot_v1_dot_auth__pb2.GetUserRequest.SerializeToString,
+            messenger_dot_v1_dot_auth__pb2.GetUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchUsers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/messenger.v1.AuthService/SearchUsers',
+            messenger_dot_v1_dot_auth__pb2.SearchUsersRequest.SerializeToString,
+            messenger_dot_v1_dot_auth__pb2.SearchUsersResponse.FromString,
             options,
             channel_credentials,
             insecure,

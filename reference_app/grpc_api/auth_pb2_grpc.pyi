@@ -5,6 +5,8 @@ The auth service: users, their passwords, and the tokens they sign in with.
 
 Register, Login and Refresh are what a signed-out user calls (through the gateway). Authenticate is what the
 gateway calls on every request: it turns an access token into the id of the user the request acts for.
+GetUser and SearchUsers are signed-in calls: like every call of the chat service, they carry the caller's id
+in the `x-user-id` metadata, set by the gateway after it has authenticated the user.
 """
 
 from collections import abc as _abc
@@ -58,6 +60,16 @@ class AuthServiceStub:
     """Check an access token and say which user it belongs to.
     UNAUTHENTICATED: a token that is malformed, badly signed, expired or revoked.
     """
+    GetUser: _grpc.UnaryUnaryMultiCallable[_auth_pb2.GetUserRequest, _auth_pb2.GetUserResponse]
+    """One user, by id: what other users may see of them (never the e-mail address).
+    UNAUTHENTICATED: no well-formed x-user-id. NOT_FOUND: no user has this id.
+    """
+    SearchUsers: _grpc.UnaryUnaryMultiCallable[_auth_pb2.SearchUsersRequest, _auth_pb2.SearchUsersResponse]
+    """Users whose username starts with the query, ignoring case, ordered by username: to find someone to chat
+    with. The query matches as plain text: % and _ are characters like any other, not wildcards.
+    UNAUTHENTICATED: no well-formed x-user-id.
+    INVALID_ARGUMENT: an empty or blank query, one longer than 32 characters, or a negative limit.
+    """
 
 @_typing.type_check_only
 class AuthServiceAsyncStub(AuthServiceStub):
@@ -84,6 +96,16 @@ class AuthServiceAsyncStub(AuthServiceStub):
     Authenticate: _aio.UnaryUnaryMultiCallable[_auth_pb2.AuthenticateRequest, _auth_pb2.AuthenticateResponse]  # type: ignore[assignment]
     """Check an access token and say which user it belongs to.
     UNAUTHENTICATED: a token that is malformed, badly signed, expired or revoked.
+    """
+    GetUser: _aio.UnaryUnaryMultiCallable[_auth_pb2.GetUserRequest, _auth_pb2.GetUserResponse]  # type: ignore[assignment]
+    """One user, by id: what other users may see of them (never the e-mail address).
+    UNAUTHENTICATED: no well-formed x-user-id. NOT_FOUND: no user has this id.
+    """
+    SearchUsers: _aio.UnaryUnaryMultiCallable[_auth_pb2.SearchUsersRequest, _auth_pb2.SearchUsersResponse]  # type: ignore[assignment]
+    """Users whose username starts with the query, ignoring case, ordered by username: to find someone to chat
+    with. The query matches as plain text: % and _ are characters like any other, not wildcards.
+    UNAUTHENTICATED: no well-formed x-user-id.
+    INVALID_ARGUMENT: an empty or blank query, one longer than 32 characters, or a negative limit.
     """
 
 class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -138,6 +160,28 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_auth_pb2.AuthenticateResponse, _abc.Awaitable[_auth_pb2.AuthenticateResponse]]:
         """Check an access token and say which user it belongs to.
         UNAUTHENTICATED: a token that is malformed, badly signed, expired or revoked.
+        """
+
+    @_abc_1.abstractmethod
+    def GetUser(
+        self,
+        request: _auth_pb2.GetUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.GetUserResponse, _abc.Awaitable[_auth_pb2.GetUserResponse]]:
+        """One user, by id: what other users may see of them (never the e-mail address).
+        UNAUTHENTICATED: no well-formed x-user-id. NOT_FOUND: no user has this id.
+        """
+
+    @_abc_1.abstractmethod
+    def SearchUsers(
+        self,
+        request: _auth_pb2.SearchUsersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.SearchUsersResponse, _abc.Awaitable[_auth_pb2.SearchUsersResponse]]:
+        """Users whose username starts with the query, ignoring case, ordered by username: to find someone to chat
+        with. The query matches as plain text: % and _ are characters like any other, not wildcards.
+        UNAUTHENTICATED: no well-formed x-user-id.
+        INVALID_ARGUMENT: an empty or blank query, one longer than 32 characters, or a negative limit.
         """
 
 def add_AuthServiceServicer_to_server(servicer: AuthServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -70,6 +70,11 @@ class ChatServiceStub:
                 request_serializer=messenger_dot_v1_dot_chat__pb2.ListChatsRequest.SerializeToString,
                 response_deserializer=messenger_dot_v1_dot_chat__pb2.ListChatsResponse.FromString,
                 _registered_method=True)
+        self.ListNotifications = channel.unary_unary(
+                '/messenger.v1.ChatService/ListNotifications',
+                request_serializer=messenger_dot_v1_dot_chat__pb2.ListNotificationsRequest.SerializeToString,
+                response_deserializer=messenger_dot_v1_dot_chat__pb2.ListNotificationsResponse.FromString,
+                _registered_method=True)
 
 
 class ChatServiceServicer:
@@ -135,6 +140,15 @@ class ChatServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListNotifications(self, request, context):
+        """The caller's notifications, newest first: one per message that arrived while the caller was offline,
+        recorded by the notifier (stage 10).
+        INVALID_ARGUMENT: a negative limit.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ChatServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -172,6 +186,11 @@ def add_ChatServiceServicer_to_server(servicer, server):
                     servicer.ListChats,
                     request_deserializer=messenger_dot_v1_dot_chat__pb2.ListChatsRequest.FromString,
                     response_serializer=messenger_dot_v1_dot_chat__pb2.ListChatsResponse.SerializeToString,
+            ),
+            'ListNotifications': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListNotifications,
+                    request_deserializer=messenger_dot_v1_dot_chat__pb2.ListNotificationsRequest.FromString,
+                    response_serializer=messenger_dot_v1_dot_chat__pb2.ListNotificationsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -364,6 +383,33 @@ class ChatService:
             '/messenger.v1.ChatService/ListChats',
             messenger_dot_v1_dot_chat__pb2.ListChatsRequest.SerializeToString,
             messenger_dot_v1_dot_chat__pb2.ListChatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListNotifications(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/messenger.v1.ChatService/ListNotifications',
+            messenger_dot_v1_dot_chat__pb2.ListNotificationsRequest.SerializeToString,
+            messenger_dot_v1_dot_chat__pb2.ListNotificationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,4 +1,4 @@
-"""Small async clients of the chat and content services, as the gateway calls them.
+"""Small async clients of the auth, chat and content services, as the gateway calls them.
 
 Every call carries two things, and ``call_options`` is the one place that adds them:
 
@@ -8,6 +8,9 @@ Every call carries two things, and ``call_options`` is the one place that adds t
   The server sees the deadline as well (``context.time_remaining()``) and stops working on a call nobody waits for.
 - the **caller's id** in the ``x-user-id`` metadata (see ``identity.py``): the gateway acts for many users over
   one channel, so the user is named per call.
+
+The auth service's anonymous calls (sign-up, sign-in, refresh, sign-out, the token check) carry the deadline
+and NO ``x-user-id``: nobody is signed in yet, or the token itself says who it is (``anonymous_options``).
 
 A channel is one HTTP/2 connection (re-opened when it drops) that carries many calls at once. Open one per
 service at start-up and share it; never one per call.
@@ -23,7 +26,7 @@ from uuid import UUID
 import grpc
 
 from ..config import Settings
-from . import chat_pb2, chat_pb2_grpc, content_pb2, content_pb2_grpc
+from . import auth_pb2, auth_pb2_grpc, chat_pb2, chat_pb2_grpc, content_pb2, content_pb2_grpc
 from .identity import USER_ID_KEY
 
 # The size of each piece of an upload, well under gRPC's default 4 MiB limit per message.
@@ -35,6 +38,10 @@ class CallOptions(TypedDict):
     metadata: tuple[tuple[str, str], ...]
 
 
+class AnonymousCallOptions(TypedDict):
+    timeout: float
+
+
 def call_options(user_id: int, deadline_seconds: float) -> CallOptions:
     """The keyword arguments of every call: its deadline and the caller's id."""
     # exercise 08.6: give every call a deadline and the caller's id
@@ -43,6 +50,52 @@ def call_options(user_id: int, deadline_seconds: float) -> CallOptions:
     # hint: Return both in one dict: the clients below call stub.Method(request, **call_options(...)), so no call can forget either.
     return {"timeout": deadline_seconds, "metadata": ((USER_ID_KEY, str(user_id)),)}
     # end exercise
+
+
+def anonymous_options(deadline_seconds: float) -> AnonymousCallOptions:
+    """The keyword arguments of a call made for nobody in particular: its deadline only."""
+    return {"timeout": deadline_seconds}
+
+
+class AuthClient:
+    def __init__(self, channel: grpc.aio.Channel, *, deadline_seconds: float) -> None:
+        self._stub = auth_pb2_grpc.AuthServiceStub(channel)
+        self._deadline_seconds = deadline_seconds
+
+    def _anonymous(self) -> AnonymousCallOptions:
+        return anonymous_options(self._deadline_seconds)
+
+    def _options(self, user_id: int) -> CallOptions:
+        return call_options(user_id, self._deadline_seconds)
+
+    async def register(self, username: str, email: str, password: str, display_name: str = "") -> auth_pb2.User:
+        request = auth_pb2.RegisterRequest(username=username, email=email, password=password, display_name=display_name)
+        return (await self._stub.Register(request, **self._anonymous())).user
+
+    async def login(self, username: str, password: str) -> auth_pb2.TokenPair:
+        request = auth_pb2.LoginRequest(username=username, password=password)
+        return (await self._stub.Login(request, **self._anonymous())).tokens
+
+    async def refresh(self, refresh_token: str) -> auth_pb2.TokenPair:
+        request = auth_pb2.RefreshRequest(refresh_token=refresh_token)
+        return (await self._stub.Refresh(request, **self._anonymous())).tokens
+
+    async def logout(self, access_token: str, refresh_token: str = "") -> None:
+        request = auth_pb2.LogoutRequest(access_token=access_token, refresh_token=refresh_token)
+        await self._stub.Logout(request, **self._anonymous())
+
+    async def authenticate(self, access_token: str) -> int:
+        """The id of the user the access token belongs to; UNAUTHENTICATED when it is not valid."""
+        request = auth_pb2.AuthenticateRequest(access_token=access_token)
+        return (await self._stub.Authenticate(request, **self._anonymous())).user_id
+
+    async def get_user(self, caller_id: int, user_id: int) -> auth_pb2.User:
+        request = auth_pb2.GetUserRequest(user_id=user_id)
+        return (await self._stub.GetUser(request, **self._options(caller_id))).user
+
+    async def search_users(self, caller_id: int, query: str, limit: int = 0) -> list[auth_pb2.User]:
+        request = auth_pb2.SearchUsersRequest(query=query, limit=limit)
+        return list((await self._stub.SearchUsers(request, **self._options(caller_id))).users)
 
 
 class ChatClient:
@@ -89,6 +142,10 @@ class ChatClient:
     async def list_chats(self, user_id: int) -> list[chat_pb2.ChatSummary]:
         response = await self._stub.ListChats(chat_pb2.ListChatsRequest(), **self._options(user_id))
         return list(response.chats)
+
+    async def list_notifications(self, user_id: int, limit: int = 0) -> list[chat_pb2.Notification]:
+        request = chat_pb2.ListNotificationsRequest(limit=limit)
+        return list((await self._stub.ListNotifications(request, **self._options(user_id))).notifications)
 
 
 class ContentClient:
@@ -147,6 +204,13 @@ class ContentClient:
             else:
                 data += part.chunk
         return ref, bytes(data)
+
+
+@asynccontextmanager
+async def auth_client(settings: Settings) -> AsyncIterator[AuthClient]:
+    """A client of the auth service at ``settings.grpc.host:auth_port``; its channel closes when the block ends."""
+    async with grpc.aio.insecure_channel(f"{settings.grpc.host}:{settings.grpc.auth_port}") as channel:
+        yield AuthClient(channel, deadline_seconds=settings.grpc.deadline_seconds)
 
 
 @asynccontextmanager

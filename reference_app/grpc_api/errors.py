@@ -21,7 +21,7 @@ from loguru import logger
 
 from ..auth.credentials import AuthError, InvalidCredentials, InvalidPassword, InvalidToken, RefreshRefused
 from ..auth.domain import InvalidProfile, ProfileNotFound
-from ..auth.users import InvalidUser, UserAlreadyExists
+from ..auth.users import InvalidUser, UserAlreadyExists, UserNotFound
 from ..chat.domain import ChatError, ChatNotFound, InvalidMessage, InvalidRequest, MessageNotFound, NotAuthor
 from ..content.domain import ContentError, InvalidInput, NotFound
 from .identity import Unauthenticated
@@ -49,6 +49,7 @@ STATUS_OF_ERROR: Mapping[type[BaseException], grpc.StatusCode] = {
     AuthError: Code.UNAUTHENTICATED,
     # users and profiles
     UserAlreadyExists: Code.ALREADY_EXISTS,
+    UserNotFound: Code.NOT_FOUND,
     InvalidUser: Code.INVALID_ARGUMENT,
     ProfileNotFound: Code.NOT_FOUND,
     InvalidProfile: Code.INVALID_ARGUMENT,

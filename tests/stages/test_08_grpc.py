@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import grpc
 import pytest
-from app.auth.users import InvalidUser, UserAlreadyExists
+from app.auth.users import InvalidUser, UserAlreadyExists, UserNotFound
 from app.chat.adapters.postgres import PostgresChatStore
 from app.chat.domain import ChatNotFound, InvalidMessage, MessageNotFound, NotAuthor
 from app.chat.grpc_server import SERVICE_NAME as CHAT_SERVICE
@@ -351,6 +351,7 @@ def test_each_domain_error_has_its_status_code() -> None:
         (NotFound("no post with id 'x'"), Code.NOT_FOUND),
         (MediaTooLarge("the file is too large"), Code.INVALID_ARGUMENT),  # a subclass of InvalidInput
         (UserAlreadyExists("username"), Code.ALREADY_EXISTS),
+        (UserNotFound(7), Code.NOT_FOUND),
         (InvalidUser("a username has 3 to 32 characters"), Code.INVALID_ARGUMENT),
         (Unauthenticated("no x-user-id"), Code.UNAUTHENTICATED),
     ]

@@ -24,6 +24,7 @@ from psycopg.errors import UniqueViolation
 from psycopg.rows import TupleRow, class_row, dict_row
 
 from ...db.pool import Pool
+from ...events.notifications import Notification
 from ..domain import (
     MESSAGE_CREATED,
     ChatNotFound,
@@ -44,11 +45,17 @@ MESSAGE_COLUMNS = "chat_id, seq, sender_id, client_message_id, body, created_at,
 CHAT_COLUMNS = "id, user_low, user_high, last_seq, created_at"
 
 # The payload of every message event, built from a row source named `message` (a CTE or a table alias).
-# Built by PostgreSQL, so the event says exactly what was stored, created_at included.
+# Built by PostgreSQL, so the event says exactly what was stored, created_at included. `members` names the
+# chat's two users: every gateway node knows whom to push the event to without asking the chat service.
 EVENT_PAYLOAD = """jsonb_build_object(
     'chat_id', message.chat_id, 'seq', message.seq, 'sender_id', message.sender_id,
     'client_message_id', message.client_message_id, 'body', message.body,
-    'created_at', message.created_at, 'edited_at', message.edited_at, 'deleted_at', message.deleted_at)"""
+    'created_at', message.created_at, 'edited_at', message.edited_at, 'deleted_at', message.deleted_at,
+    'members', (SELECT jsonb_build_array(c.user_low, c.user_high)
+                FROM chat.private_chats c WHERE c.id = message.chat_id))"""
+
+# The columns of a stored notification (notify.notifications, migration 0003), in the order of its fields.
+NOTIFICATION_COLUMNS = "id, user_id, event_id, chat_id, seq, preview, created_at, read_at"
 
 # The unique key that recognises a retried send: one sender, one chat, one client message id.
 CLIENT_MESSAGE_KEY = "messages_client_message_key"
@@ -150,6 +157,19 @@ class PostgresChatStore:
     async def chat_summaries(self, user_id: int) -> list[ChatSummary]:
         async with self._pool.connection() as connection:
             return await _chat_summaries(connection, user_id)
+
+    async def notifications(self, user_id: int, limit: int) -> list[Notification]:
+        """The user's notifications, newest first. The table is the notifier's (stage 10); the chat service
+        only reads it, so that the gateway can show what a user missed through the service it already calls.
+        The index notifications_user_newest_idx serves this exact order."""
+        async with self._pool.connection() as connection:
+            cursor = connection.cursor(row_factory=class_row(Notification))
+            await cursor.execute(
+                f"SELECT {NOTIFICATION_COLUMNS} FROM notify.notifications"
+                " WHERE user_id = %s ORDER BY created_at DESC, id DESC LIMIT %s",
+                (user_id, limit),
+            )
+            return await cursor.fetchall()
 
 
 async def _member_chat(connection: Connection, chat_id: int, user_id: int) -> PrivateChat:
