@@ -7,11 +7,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from reference_app.config import ConfigError
+from reference_app.config import ConfigError, load_settings
 
-from . import exercises, feedback, services
+from . import exercises, feedback, messenger, services
 from .grade import GRADE_TIMEOUT_SECONDS
-from .paths import EXERCISES_ROOT, REFERENCE_ROOT
+from .paths import EXERCISES_ROOT, REFERENCE_ROOT, REPO_ROOT
 
 
 def _build_check() -> int:
@@ -46,6 +46,19 @@ def parser() -> argparse.ArgumentParser:
 
     service = commands.add_parser("services", help="bring PostgreSQL, MongoDB, Redis and RabbitMQ up or down")
     service.add_argument("action", choices=["up", "down", "status"])
+    app = commands.add_parser("app", help="run the app's six processes (gateway, auth, chat, content, relay, notifier)")
+    app.add_argument("action", choices=["up", "down", "status", "logs"])
+    app.add_argument("names", nargs="*", metavar="NAME", help="logs: only these processes (default: all)")
+    app.add_argument("--app-root", type=Path, default=REFERENCE_ROOT, help="the app to run (default: reference_app/)")
+    for option, default_from in (
+        ("http", "http.port"),
+        ("auth", "grpc.auth_port"),
+        ("chat", "grpc.chat_port"),
+        ("content", "grpc.content_port"),
+    ):
+        app.add_argument(f"--{option}-port", type=int, help=f"listen here instead of the setting {default_from}")
+    app.add_argument("-n", "--lines", type=int, default=40, help="logs: how many lines of each (default: %(default)s)")
+    app.add_argument("-f", "--follow", action="store_true", help="logs: keep printing new lines until Ctrl+C")
     commands.add_parser("doctor", help="check Python, packages, services and ports; print a fix for each problem")
 
     exercise = commands.add_parser("exercises", help="build exercises/ from reference_app/, or check they agree")
@@ -93,6 +106,8 @@ def _dispatch(arguments: argparse.Namespace) -> int:
         case "services":
             action = {"up": services.up, "down": services.down, "status": services.status}[arguments.action]
             return 0 if action() is not False else 1
+        case "app":
+            return 0 if _app(arguments) else 1
         case "doctor":
             from .doctor import doctor
 
@@ -119,6 +134,27 @@ def _dispatch(arguments: argparse.Namespace) -> int:
             stages = {_stage(stage) for stage in arguments.stage} if arguments.stage else None
             grade(arguments.path, arguments.out, arguments.timeout, stages)
     return 0
+
+
+def _app(arguments: argparse.Namespace) -> bool:
+    match arguments.action:
+        case "up":
+            return messenger.command_up(arguments.app_root.resolve(), _ports(arguments))
+        case "down":
+            return messenger.command_down()
+        case "status":
+            return messenger.command_status()
+        case _:
+            return messenger.command_logs(arguments.names, arguments.lines, arguments.follow)
+
+
+def _ports(arguments: argparse.Namespace) -> messenger.Ports | None:
+    """The ports given on the command line, the others from the settings; None when none was given."""
+    given = {name: getattr(arguments, f"{name}_port") for name in ("http", "auth", "chat", "content")}
+    if all(port is None for port in given.values()):
+        return None
+    defaults = messenger.Ports.from_settings(load_settings(REPO_ROOT / ".env"))
+    return messenger.Ports(**{name: port or getattr(defaults, name) for name, port in given.items()})
 
 
 def _stage(stage: str) -> str:

@@ -1,0 +1,269 @@
+"""``python -m workbook app up|down|status|logs``: the messenger as the six processes it is made of.
+
+The processes, in the order they start (each ready before the next):
+
+======== ======================================== ==========================================
+auth     ``auth.grpc_server``                      gRPC health on ``settings.grpc.auth_port``
+chat     ``chat.grpc_server``                      gRPC health on ``settings.grpc.chat_port``
+content  ``content.grpc_server``                   gRPC health on ``settings.grpc.content_port``
+gateway  ``gateway`` (FastAPI + uvicorn)           HTTP GET /openapi.json on ``settings.http.port``
+relay    ``events relay`` (outbox → RabbitMQ)      stays up (it has no port)
+notifier ``events notifier``                       stays up (it has no port)
+======== ======================================== ==========================================
+
+The migrations of the database run first. Any application root runs this way: reference_app/ (the default)
+or a learner's exercises/ (``--app-root exercises``), mounted as the package ``app`` by workbook.launch.
+
+**One key pair for all of them.** Tokens are signed by auth and verified by the others, so every process must
+know the same key. Unless the settings give a signing key already, an Ed25519 pair is made once and kept in
+the state directory (the private key readable by its owner only, 0600). Only auth receives the private key;
+the others receive the public key, and the private key is removed from their environment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from reference_app.auth.tokens import load_signing_key, private_key_pem, public_key_pem
+from reference_app.config import Settings, env_var_name, load_settings
+
+from .paths import REPO_ROOT, STATE_DIR
+from .processes import PortTaken, ProcessFailed, ProcessRunner, ProcessSpec, Readiness, log_tail
+
+APP_STATE_DIR = STATE_DIR / "app"
+PROCESS_NAMES = ("auth", "chat", "content", "gateway", "relay", "notifier")
+SIGNING_KEY_FILE = "jwt_signing_key.pem"
+PUBLIC_KEY_FILE = "jwt_public_key.pem"
+MIGRATION_TIMEOUT_SECONDS = 120
+SIGNING_KEY_VARIABLE = env_var_name("jwt", "signing_key")
+PUBLIC_KEY_VARIABLE = env_var_name("jwt", "public_key")
+
+
+@dataclass(frozen=True)
+class Ports:
+    """Where the app listens. Defaults come from the settings; tests pass free ports of their own."""
+
+    http: int
+    auth: int
+    chat: int
+    content: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Ports:
+        grpc = settings.grpc
+        return cls(settings.http.port, grpc.auth_port, grpc.chat_port, grpc.content_port)
+
+    def environment(self) -> dict[str, str]:
+        """The variables that give these ports to every process (each needs all of them: the gateway calls the rest)."""
+        return {
+            env_var_name("http", "port"): str(self.http),
+            env_var_name("grpc", "auth_port"): str(self.auth),
+            env_var_name("grpc", "chat_port"): str(self.chat),
+            env_var_name("grpc", "content_port"): str(self.content),
+        }
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    private_pem: str
+    public_pem: str
+
+
+def key_pair(state_dir: Path, settings: Settings) -> KeyPair:
+    """The JWT key pair of the app: the one in the settings if there is one, else the one kept in ``state_dir``."""
+    if settings.jwt.signing_key is not None:
+        key = load_signing_key(settings.jwt, settings.env)
+        return KeyPair(settings.jwt.signing_key.get_secret_value(), public_key_pem(key.public_key()))
+    private_file, public_file = state_dir / SIGNING_KEY_FILE, state_dir / PUBLIC_KEY_FILE
+    if not private_file.exists():
+        state_dir.mkdir(parents=True, exist_ok=True)
+        key = Ed25519PrivateKey.generate()
+        # Created with mode 0600 from the first byte: never readable by others, not even for a moment.
+        descriptor = os.open(private_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as sink:
+            sink.write(private_key_pem(key))
+        public_file.write_text(public_key_pem(key.public_key()))
+    return KeyPair(private_file.read_text(), public_file.read_text())
+
+
+def launch(app_root: Path, module: str, *arguments: str) -> list[str]:
+    return [sys.executable, "-m", "workbook.launch", str(app_root), module, *arguments]
+
+
+def app_processes(
+    app_root: Path, ports: Ports, keys: KeyPair, settings: Settings, *, env: Mapping[str, str] | None = None
+) -> list[ProcessSpec]:
+    """The six processes of the app, in start order."""
+    common = {**(env or {}), **ports.environment(), PUBLIC_KEY_VARIABLE: keys.public_pem}
+    grpc_host, http_host = _reachable(settings.grpc.host), _reachable(settings.http.host)
+
+    def verifier(name: str, module: str, readiness: Readiness, *arguments: str) -> ProcessSpec:
+        """A process that only verifies tokens: the public key, and never the private one."""
+        command = launch(app_root, module, *arguments)
+        return ProcessSpec(name, command, readiness, env=common, drop_env=(SIGNING_KEY_VARIABLE,), cwd=REPO_ROOT)
+
+    signer = {**common, SIGNING_KEY_VARIABLE: keys.private_pem}
+    return [
+        ProcessSpec(
+            "auth",
+            launch(app_root, "auth.grpc_server"),
+            Readiness("grpc", grpc_host, ports.auth),
+            signer,
+            cwd=REPO_ROOT,
+        ),
+        verifier("chat", "chat.grpc_server", Readiness("grpc", grpc_host, ports.chat)),
+        verifier("content", "content.grpc_server", Readiness("grpc", grpc_host, ports.content)),
+        verifier("gateway", "gateway", Readiness("http", http_host, ports.http, "/openapi.json")),
+        verifier("relay", "events", Readiness("alive"), "relay"),
+        verifier("notifier", "events", Readiness("alive"), "notifier"),
+    ]
+
+
+def _reachable(host: str) -> str:
+    """Where to probe a server that listens on ``host``: "every interface" is reachable on the loopback."""
+    return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+
+
+class MigrationFailed(Exception):
+    pass
+
+
+def migrate(app_root: Path, env: Mapping[str, str] | None = None) -> str:
+    """Apply the app's migrations to the database of the settings (``python -m …db``); return what it said."""
+    result = subprocess.run(
+        launch(app_root, "db"),
+        env={**os.environ, **(env or {})},
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=MIGRATION_TIMEOUT_SECONDS,
+    )
+    said = (result.stdout + result.stderr).strip()
+    if result.returncode != 0:
+        raise MigrationFailed(f"the migrations failed (status {result.returncode}):\n    {said[-2000:]}")
+    return said.splitlines()[-1] if said else ""
+
+
+def up(
+    app_root: Path,
+    *,
+    state_dir: Path = APP_STATE_DIR,
+    ports: Ports | None = None,
+    env: Mapping[str, str] | None = None,
+    runner: ProcessRunner | None = None,
+) -> ProcessRunner:
+    """Migrate, then start the six processes, each ready before the next. Raises ProcessFailed, PortTaken…
+
+    ``env`` adds settings for every process (tests give their own database, exchange and Redis this way);
+    it is also in force while the settings are read here.
+    """
+    settings = _settings_with(env or {})
+    ports = ports or Ports.from_settings(settings)
+    runner = runner or ProcessRunner(state_dir)
+    migrate(app_root, env)
+    runner.start(app_processes(app_root, ports, key_pair(state_dir, settings), settings, env=env))
+    return runner
+
+
+def _settings_with(env: Mapping[str, str]) -> Settings:
+    """The settings as the processes will see them: this environment plus ``env``, and the repository's .env."""
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    try:
+        return load_settings(REPO_ROOT / ".env")
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+# The command line: python -m workbook app … -----------------------------------------------------------------
+
+
+def command_up(app_root: Path, ports: Ports | None, state_dir: Path = APP_STATE_DIR) -> bool:
+    """Start the app and print where it listens; on failure print why (with the log's last lines)."""
+    print(f"starting the app from {app_root} (logs in {state_dir / 'logs'})")
+    try:
+        runner = up(app_root, state_dir=state_dir, ports=ports)
+    except (ProcessFailed, PortTaken, MigrationFailed) as error:
+        print(f"  ✗ {error}")
+        if isinstance(error, PortTaken):
+            print("      fix: python -m workbook app status / down; or choose other ports (--http-port …)")
+        return False
+    _print_status(runner)
+    return True
+
+
+def command_down(state_dir: Path = APP_STATE_DIR) -> bool:
+    runner = ProcessRunner(state_dir)
+    names = [record.name for record in runner.records() if runner.is_running(record)]
+    killed = runner.stop()
+    if not names:
+        print("the app is not running")
+    for name in names:
+        print(f"  {name}: stopped" + (" (needed SIGKILL)" if name in killed else ""))
+    return True
+
+
+def command_status(state_dir: Path = APP_STATE_DIR) -> bool:
+    runner = ProcessRunner(state_dir)
+    if not runner.records():
+        print("the app is not running (start it: python -m workbook app up)")
+        return False
+    return _print_status(runner)
+
+
+def _print_status(runner: ProcessRunner) -> bool:
+    healthy = True
+    for process in runner.status():
+        healthy &= process.ready
+        if process.ready:
+            print(f"  ✓ {process.name:<9} pid {process.pid:<8} {process.readiness.describe()}")
+        else:
+            state = "running but not answering" if process.running else "not running"
+            print(f"  ✗ {process.name:<9} {state}; last lines of {process.log}:")
+            print("\n".join(f"      {line}" for line in log_tail(process.log, 10)))
+    return healthy
+
+
+def command_logs(names: list[str], lines: int, follow: bool, state_dir: Path = APP_STATE_DIR) -> bool:
+    """Print the end of each log, every line prefixed with its process name; with ``follow``, keep printing."""
+    runner = ProcessRunner(state_dir)
+    logs = {name: runner.log_path(name) for name in (names or PROCESS_NAMES) if runner.log_path(name).exists()}
+    if not logs:
+        print(f"no logs in {runner.log_dir}")
+        return False
+    width = max(map(len, logs))
+    for name, log in logs.items():
+        for line in log_tail(log, lines):
+            print(f"{name:<{width}} | {line}")
+    if follow:
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl+C is how one stops following
+            follow_logs(logs, width)
+    return True
+
+
+def follow_logs(logs: Mapping[str, Path], width: int) -> None:
+    """Print lines as they are appended to the logs, until interrupted (``tail -f`` for several files)."""
+    offsets = {name: log.stat().st_size for name, log in logs.items()}
+    while True:
+        for name, log in logs.items():
+            with log.open("rb") as source:
+                source.seek(offsets[name])
+                for raw in source:
+                    if not raw.endswith(b"\n"):
+                        break  # half a line: read it whole next round
+                    offsets[name] += len(raw)
+                    print(f"{name:<{width}} | {raw.decode(errors='replace').rstrip()}", flush=True)
+        time.sleep(0.2)
