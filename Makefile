@@ -7,7 +7,7 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 # Bound the whole test step where GNU timeout exists (not on macOS); pytest-timeout bounds each test anyway.
 BOUNDED := $(if $(shell command -v timeout),timeout 2400,)
 
-.PHONY: start test install services-up services-down services-status doctor lint exercises schema schema-tools bench protos
+.PHONY: start app-up app-down test install services-up services-down services-status doctor lint exercises schema schema-tools bench protos
 
 # A second run is fast: the environment is rebuilt only when requirements.txt changes.
 install: $(VENV)/.installed
@@ -32,12 +32,27 @@ services-status: install
 doctor: install
 	$(PY) -m workbook doctor
 
+# The app `make start` runs: reference_app by default; a learner runs their own with `make start APP_ROOT=exercises`.
+APP_ROOT ?= reference_app
+
+# The app's six processes (gateway, auth, chat, content, relay, notifier) start first, each ready before the next
+# (python -m workbook app up; logs in .workbook/app/logs/). They are stopped again however JupyterLab ends
+# (Ctrl+C included): the trap is set only once they are up, so a failed start never stops an app that ran before.
 start: services-up
-	$(PY) -m reference_app.db
-	@echo
-	@echo "RabbitMQ management: http://127.0.0.1:15672 (user and password as in APP_RABBITMQ__URL; messenger/messenger by default)"
-	@echo "JupyterLab starts now; open the URL it prints below. Stop it with Ctrl+C."
+	@$(PY) -m workbook app up --app-root $(APP_ROOT) || exit 1; \
+	trap '$(PY) -m workbook app down' EXIT; \
+	echo; \
+	echo "The app runs (addresses above; its logs: $(PY) -m workbook app logs -f)"; \
+	echo "RabbitMQ management: http://127.0.0.1:15672 (user and password as in APP_RABBITMQ__URL; messenger/messenger by default)"; \
+	echo "JupyterLab starts now; open the URL it prints below. Ctrl+C stops it and the app."; \
 	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --port=8888 $(ROOT_FLAG) notebooks/00_welcome.ipynb
+
+# The app alone, without JupyterLab: `make app-up`, then `make app-down`.
+app-up: services-up
+	$(PY) -m workbook app up --app-root $(APP_ROOT)
+
+app-down: install
+	$(PY) -m workbook app down
 
 lint: install
 	$(VENV)/bin/ruff check .
