@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -146,14 +147,20 @@ def log_tail(log: Path, lines: int = TAIL_LINES) -> list[str]:
     return text.splitlines()[-lines:]
 
 
-def _kernel_start_time(pid: int) -> str | None:
-    """Field 22 of /proc/<pid>/stat (start time in clock ticks since boot); None where there is no /proc."""
+def _stat_fields(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat from field 3 on (state, ppid, pgrp, …); None where there is no /proc or no such pid."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    # The command name (field 2) is in parentheses and may contain spaces: count fields after the last ")".
-    return stat.rsplit(")", 1)[1].split()[19]
+    # The command name (field 2) is in parentheses and may contain spaces: split after the last ")".
+    return stat.rsplit(")", 1)[1].split()
+
+
+def _kernel_start_time(pid: int) -> str | None:
+    """Field 22 of /proc/<pid>/stat: the start time in clock ticks since boot. None where there is no /proc."""
+    fields = _stat_fields(pid)
+    return None if fields is None else fields[19]
 
 
 def _port_in_use(host: str, port: int) -> bool:
@@ -228,7 +235,8 @@ class ProcessRunner:
         env["PYTHONUNBUFFERED"] = "1"  # lines reach the log as they are written, not when a buffer fills
         now = datetime.now(UTC).isoformat(timespec="seconds")
         with log.open("ab") as sink:
-            sink.write(f"----- {spec.name} started {now}: {' '.join(spec.command)}\n".encode())
+            shown = shlex.join(spec.command).replace("\n", "\\n")  # the header stays one line
+            sink.write(f"----- {spec.name} started {now}: {shown}\n".encode())
             sink.flush()
             process = subprocess.Popen(
                 list(spec.command),
@@ -274,7 +282,10 @@ class ProcessRunner:
             return False
         except PermissionError:
             return False  # the pid belongs to another user now: not ours
-        return record.start_time is None or _kernel_start_time(record.pid) == record.start_time
+        fields = _stat_fields(record.pid)
+        if fields is None:
+            return record.start_time is None  # no /proc (macOS): trust the pid
+        return fields[0] != "Z" and (record.start_time is None or fields[19] == record.start_time)
 
     def status(self) -> list[ProcessStatus]:
         statuses = []
@@ -307,7 +318,8 @@ class ProcessRunner:
                 return True
             time.sleep(POLL_SECONDS)
         _signal_group(group, signal.SIGKILL)
-        while _group_alive(group):
+        deadline = time.monotonic() + self.grace_seconds  # SIGKILL cannot be refused; this only bounds the wait
+        while _group_alive(group) and time.monotonic() < deadline:
             self._reap(record.pid)
             time.sleep(POLL_SECONDS)
         return False
@@ -329,8 +341,20 @@ def _signal_group(group: int, signum: signal.Signals) -> None:
 
 
 def _group_alive(group: int) -> bool:
-    try:
-        os.killpg(group, 0)
-    except ProcessLookupError:
-        return False
-    return True
+    """True while a live (not zombie) process is in the group.
+
+    A zombie has ended; only its parent's wait() removes it, and its parent may be busy or be us. On Linux the
+    group's members are read from /proc; elsewhere signal 0 to the group tells (and counts zombies as alive).
+    """
+    proc = Path("/proc")
+    if not (proc / "self" / "stat").exists():
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    for entry in proc.iterdir():
+        fields = _stat_fields(int(entry.name)) if entry.name.isdigit() else None
+        if fields is not None and int(fields[2]) == group and fields[0] != "Z":
+            return True  # (a process that ended while we looked gave None)
+    return False
