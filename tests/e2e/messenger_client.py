@@ -79,6 +79,7 @@ class ChatClient:
     duplicates: int = 0  # pushes of a seq we had already (at-least-once delivery)
     synced: int = 0  # seqs that came by sync rather than by push
     gaps: int = 0  # times a pushed seq jumped ahead and a sync was asked for
+    last_pushed_seq: int = 0  # the seq of the latest push (new or duplicate)
     connections: int = 0
     other_frames: list[dict[str, Any]] = field(default_factory=list)
 
@@ -178,6 +179,8 @@ class ChatClient:
         if message["chat_id"] != self.chat_id:
             return
         seq = int(message["seq"])
+        if pushed:
+            self.last_pushed_seq = max(self.last_pushed_seq, seq)
         if seq in self.messages:
             if pushed:
                 self.duplicates += 1
