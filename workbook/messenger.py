@@ -27,7 +27,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,6 +160,7 @@ def up(
     ports: Ports | None = None,
     env: Mapping[str, str] | None = None,
     runner: ProcessRunner | None = None,
+    say: Callable[[str], object] = lambda line: None,
 ) -> ProcessRunner:
     """Migrate, then start the six processes, each ready before the next. Raises ProcessFailed, PortTaken…
 
@@ -169,7 +170,7 @@ def up(
     settings = _settings_with(env or {})
     ports = ports or Ports.from_settings(settings)
     runner = runner or ProcessRunner(state_dir)
-    migrate(app_root, env)
+    say(f"  ✓ migrations: {migrate(app_root, env)}")
     runner.start(app_processes(app_root, ports, key_pair(state_dir, settings), settings, env=env))
     return runner
 
@@ -195,7 +196,7 @@ def command_up(app_root: Path, ports: Ports | None, state_dir: Path = APP_STATE_
     """Start the app and print where it listens; on failure print why (with the log's last lines)."""
     print(f"starting the app from {app_root} (logs in {state_dir / 'logs'})")
     try:
-        runner = up(app_root, state_dir=state_dir, ports=ports)
+        runner = up(app_root, state_dir=state_dir, ports=ports, say=print)
     except (ProcessFailed, PortTaken, MigrationFailed) as error:
         print(f"  ✗ {error}")
         if isinstance(error, PortTaken):

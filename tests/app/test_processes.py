@@ -7,9 +7,11 @@ one that refuses SIGTERM, one that starts a child of its own. The real app runs 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import stat
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from workbook.messenger import (
     KeyPair,
     Ports,
     app_processes,
+    command_status,
     key_pair,
 )
 from workbook.processes import PortTaken, ProcessFailed, ProcessRunner, ProcessSpec, Readiness
@@ -216,3 +219,20 @@ def test_a_signing_key_in_the_settings_is_used_instead_of_a_new_one(
 
     assert keys.private_pem == pem, "a key the settings give should be the one auth signs with"
     assert not (tmp_path / "jwt_signing_key.pem").exists(), "no second key should be made"
+
+
+def test_status_names_a_process_that_died_after_the_start_with_its_log_tail(
+    runner: ProcessRunner, capsys: pytest.CaptureFixture[str]
+) -> None:
+    records = runner.start([server("first"), server("second")])
+    os.kill(records[1].pid, signal.SIGKILL)
+    while alive(records[1].pid):  # the kernel delivers the signal a moment later
+        time.sleep(0.05)
+
+    healthy = command_status(runner.state_dir)
+
+    printed = capsys.readouterr().out
+    assert not healthy, "status should report a problem when a process has died"
+    assert "✓ first" in printed, f"the process still running should be reported running; got:\n{printed}"
+    assert "✗ second    not running" in printed, f"the dead process should be named; got:\n{printed}"
+    assert "listening on" in printed, f"the end of the dead process's log should be shown; got:\n{printed}"
