@@ -1,0 +1,37 @@
+"""Chat actions that do more than one call, shared by REST and the WebSocket so both paths behave the same.
+
+Sending is rate limited per user (stage 06's sliding window), whichever way the message arrives: a client must
+not dodge the limit by switching from the WebSocket to REST. Marking a chat read also tells the other member
+(a read receipt), whichever way it was marked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from typing import TYPE_CHECKING
+from uuid import UUID
+
+import redis
+
+from ..grpc_api import chat_pb2
+from .problems import TOO_MANY, UNAVAILABLE, Problem
+
+if TYPE_CHECKING:
+    from .app import Gateway
+
+
+async def send_message(
+    gateway: Gateway, user_id: int, chat_id: int, client_message_id: UUID, body: str
+) -> chat_pb2.Message:
+    """Send a message for ``user_id`` if the rate limit allows it; a Problem (429 with Retry-After) if not."""
+    # exercise 07.2: rate-limit a send before it reaches the chat service
+    raise NotImplementedError("exercise 07.2 is yours to write: see notebooks/07_*.ipynb, section 'Exercise 07.2'. Stuck? python -m workbook hint 07.2")
+    # end exercise
+
+
+async def mark_read(gateway: Gateway, user_id: int, chat_id: int, seq: int) -> int:
+    """Move the caller's read mark in a chat, tell the other member, and return the mark now."""
+    last_read_seq = await gateway.chats.mark_read(user_id, chat_id, seq)
+    await gateway.hub.chat_read(user_id, chat_id, last_read_seq)
+    return last_read_seq

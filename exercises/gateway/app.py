@@ -1,0 +1,110 @@
+"""The gateway's FastAPI application: what it holds while it runs, and how it starts and stops.
+
+The gateway owns no data. It checks who is calling (the access token, verified here with the auth service's
+public key), checks the request's shape, and calls the service that owns the data over gRPC. What it holds is
+connections: one gRPC channel per service, a Redis client (presence, rate limits, the token deny-list), the
+WebSocket hub and the hub's subscription to the broker. They are opened once, when the app starts (the
+*lifespan*), shared by every request, and closed when it stops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+import redis
+from fastapi import FastAPI
+
+from ..auth.tokens import TokenVerifier
+from ..auth.wiring import build_token_verifier
+from ..config import Settings
+from ..grpc_api.clients import AuthClient, ChatClient, ContentClient, auth_client, chat_client, content_client
+from .hub import Hub
+from .presence import Presence
+from .problems import install_problem_handlers
+from .rate_limit import RateLimiter
+from .request_ids import GatewayMiddleware
+from .rest import MEDIA_PATH, router
+from .ws import router as ws_router
+
+API_PREFIX = "/api/v1"
+# Room for a multipart envelope (boundaries, part headers) around the largest file we accept.
+MULTIPART_OVERHEAD_BYTES = 16 * 1024
+# Redis must answer quickly or fail: a hung Redis must not hold every request for ever.
+REDIS_TIMEOUT_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class Gateway:
+    """Everything a request handler may use. One per running app, in ``app.state.gateway``."""
+
+    settings: Settings
+    auth: AuthClient
+    chats: ChatClient
+    content: ContentClient
+    verifier: TokenVerifier
+    presence: Presence
+    send_limiter: RateLimiter
+    hub: Hub
+
+
+def body_limits(settings: Settings) -> Callable[[str], int]:
+    """The largest body each path accepts: uploads get the media limit, every other path the HTTP limit."""
+    upload_limit = settings.mongo.max_media_bytes + MULTIPART_OVERHEAD_BYTES
+
+    def limit_for(path: str) -> int:
+        return upload_limit if path == API_PREFIX + MEDIA_PATH else settings.http.max_body_bytes
+
+    return limit_for
+
+
+@asynccontextmanager
+async def open_gateway(settings: Settings) -> AsyncIterator[Gateway]:
+    """Open every connection the gateway needs; close them all, in reverse order, when the block ends."""
+    async with AsyncExitStack() as stack:
+        client = redis.Redis.from_url(
+            settings.redis.url, socket_timeout=REDIS_TIMEOUT_SECONDS, socket_connect_timeout=REDIS_TIMEOUT_SECONDS
+        )
+        stack.callback(client.close)
+        auth = await stack.enter_async_context(auth_client(settings))
+        chats = await stack.enter_async_context(chat_client(settings))
+        content = await stack.enter_async_context(content_client(settings))
+        presence = Presence.from_settings(client, settings.redis)
+        hub = Hub(settings, chats=chats, presence=presence)
+        await hub.start()
+        stack.push_async_callback(hub.stop)
+        yield Gateway(
+            settings=settings,
+            auth=auth,
+            chats=chats,
+            content=content,
+            verifier=build_token_verifier(settings, client),
+            presence=presence,
+            send_limiter=RateLimiter.for_sending(client, settings.redis),
+            hub=hub,
+        )
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The gateway app for these settings. Nothing connects until it starts (uvicorn, or a TestClient block)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_gateway(settings) as gateway:
+            app.state.gateway = gateway
+            yield
+
+    app = FastAPI(
+        title="Messenger gateway",
+        version="1.0.0",
+        summary="The messenger's public API: REST under /api/v1 and a WebSocket at /ws.",
+        lifespan=lifespan,
+        # Problem documents replace FastAPI's default error bodies; say so in the OpenAPI document.
+        responses={"default": {"description": "An RFC 9457 problem document (application/problem+json)"}},
+    )
+    install_problem_handlers(app)
+    app.include_router(router, prefix=API_PREFIX)
+    app.include_router(ws_router)
+    app.add_middleware(GatewayMiddleware, body_limit_for=body_limits(settings))
+    return app

@@ -1,0 +1,57 @@
+"""Who is calling: the one place the gateway turns an access token into a user id (REST and WebSocket alike).
+
+The gateway verifies the token itself, with the auth service's PUBLIC key (stage 09): no call to the auth
+service per request, and no private key here. The deny-list check asks Redis; if Redis cannot answer, the
+request is refused with 503 (fail closed): a revoked token must never get through because a cache was down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Annotated
+
+import redis
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from ..auth.credentials import InvalidToken
+from .problems import UNAUTHENTICATED, UNAVAILABLE, Problem
+
+if TYPE_CHECKING:
+    from .app import Gateway
+
+# auto_error=False: a missing header becomes OUR problem document below, not FastAPI's default 403.
+bearer = HTTPBearer(auto_error=False, description="An access token from POST /api/v1/auth/login")
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="messenger"'}
+
+
+def gateway_of(request: Request) -> Gateway:
+    gateway: Gateway = request.app.state.gateway
+    return gateway
+
+
+async def user_for_token(gateway: Gateway, token: str) -> int:
+    """The id of the user whose valid access token this is; a Problem (401, or 503) for anything else."""
+    try:
+        # The verifier asks Redis with a blocking client: off the event loop, so other requests keep moving.
+        claims = await asyncio.to_thread(gateway.verifier.verify, token)
+    except InvalidToken as error:
+        raise Problem(UNAUTHENTICATED, f"the access token is not valid: {error}", headers=CHALLENGE) from None
+    except redis.RedisError:
+        raise Problem(UNAVAILABLE, "cannot check the token right now; try again shortly") from None
+    return claims.user_id
+
+
+async def current_user(request: Request, credentials: Credentials) -> int:
+    """A dependency: the caller's user id, from ``Authorization: Bearer <access token>``."""
+    if credentials is None:
+        raise Problem(UNAUTHENTICATED, "send an access token: Authorization: Bearer <token>", headers=CHALLENGE)
+    return await user_for_token(gateway_of(request), credentials.credentials)
+
+
+async def bearer_token(credentials: Credentials) -> str:
+    """A dependency: the raw access token (logout hands it to the auth service to revoke)."""
+    if credentials is None:
+        raise Problem(UNAUTHENTICATED, "send an access token: Authorization: Bearer <token>", headers=CHALLENGE)
+    return credentials.credentials
