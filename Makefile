@@ -76,6 +76,7 @@ protos: install
 # Benchmarks are not tests: they write JSON under bench/results/ and print a table for the README.
 bench: services-up
 	$(PY) bench/data_layer.py
+	$(PY) bench/websocket.py
 
 # Everything DESIGN.md lists under "How quality is checked" that exists so far. CI runs exactly this.
 test: install lint schema-tools

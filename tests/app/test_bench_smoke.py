@@ -17,3 +17,17 @@ def test_the_data_layer_benchmark_runs_and_writes_its_results(tmp_path: Path) ->
     assert len(document["results"]) == 6 and all(row["sends_per_s"] > 0 for row in document["results"])
     assert "seqs exactly 1..last_seq" in document["check"]
     assert output.with_suffix(".png").stat().st_size > 0
+
+
+def test_the_websocket_benchmark_runs_and_writes_its_results(tmp_path: Path) -> None:
+    output = tmp_path / "websocket.json"
+    command = [sys.executable, "bench/websocket.py", "--clients", "6", "--rate", "20", "--seconds", "2"]
+    result = subprocess.run(
+        [*command, "--output", str(output)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    (row,) = json.loads(output.read_text())["results"]
+    assert row["clients"] == 6 and row["sent"] == 40, f"6 clients sent 20/s for 2 s: {row}"
+    assert row["acked"] == row["sent"], f"every send is acked: {row}"
+    assert row["delivered"] == row["sent"], f"every message reaches the other member: {row}"
+    assert row["p50_ms"] > 0 and row["gateway_kib_per_client"] is not None, row
