@@ -92,6 +92,9 @@ def route_standard_logging(level: str) -> None:
         library_logger = logging.getLogger(name)
         library_logger.handlers.clear()
         library_logger.propagate = True
+    # pika logs every timer it sets at DEBUG: several lines per poll, megabytes an hour. Its INFO lines (connected,
+    # closed, blocked) are the ones a person needs; our own DEBUG lines are kept.
+    logging.getLogger("pika").setLevel(max(logging.INFO, logger.level(level).no))
 
 
 @contextmanager

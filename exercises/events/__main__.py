@@ -14,7 +14,6 @@ its connections and returns. Nothing is cut off halfway through a batch or a del
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import sys
 import threading
@@ -82,9 +81,6 @@ def run_worker(name: str, work: Work) -> None:
         print(f"{name}: configuration error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     configure_logging(settings.log, service=name)
-    # pika logs every timer it sets at DEBUG: several lines per poll, megabytes an hour in a log file. Its INFO
-    # lines (connected, closed, blocked) are the ones a person needs; our own DEBUG lines are kept.
-    logging.getLogger("pika").setLevel(max(logging.INFO, logging.getLogger().level))
     stop = threading.Event()
 
     def ask_to_stop(signum: int, frame: FrameType | None) -> None:

@@ -13,6 +13,7 @@ import uvicorn
 from ..config import ConfigError, load_settings
 from ..logger import configure_logging
 from .app import create_app
+from .hub import WsLimits
 
 SERVICE = "gateway"
 
@@ -24,7 +25,14 @@ def main() -> None:
         print(f"{SERVICE}: configuration error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     configure_logging(settings.log, service=SERVICE)
-    uvicorn.run(create_app(settings), host=settings.http.host, port=settings.http.port, log_config=None)
+    # ws_max_size: the websockets library refuses a bigger frame (close 1009) before reading it into memory.
+    uvicorn.run(
+        create_app(settings),
+        host=settings.http.host,
+        port=settings.http.port,
+        log_config=None,
+        ws_max_size=WsLimits().max_frame_bytes,
+    )
 
 
 if __name__ == "__main__":
