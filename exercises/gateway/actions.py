@@ -26,7 +26,7 @@ async def send_message(
 ) -> chat_pb2.Message:
     """Send a message for ``user_id`` if the rate limit allows it; a Problem (429 with Retry-After) if not."""
     # exercise 07.2: rate-limit a send before it reaches the chat service
-    raise NotImplementedError("exercise 07.2 is yours to write: see notebooks/07_*.ipynb, section 'Exercise 07.2'. Stuck? python -m workbook hint 07.2")
+    raise NotImplementedError("exercise 07.2 is yours to write: see notebooks/07_http_websocket.ipynb, section 'Exercise 07.2'. Stuck? python -m workbook hint 07.2")
     # end exercise
 
 

@@ -75,7 +75,7 @@ class Connection:
         A full queue means the client is not reading: the connection is closed with CLOSE_TRY_LATER.
         """
         # exercise 07.5: queue a frame without ever waiting; a full queue disconnects the slow reader
-        raise NotImplementedError("exercise 07.5 is yours to write: see notebooks/07_*.ipynb, section 'Exercise 07.5'. Stuck? python -m workbook hint 07.5")
+        raise NotImplementedError("exercise 07.5 is yours to write: see notebooks/07_http_websocket.ipynb, section 'Exercise 07.5'. Stuck? python -m workbook hint 07.5")
         # end exercise
 
     def close(self, code: int, reason: str) -> None:

@@ -158,7 +158,7 @@ COMMANDS: Mapping[str, tuple[type[Command], Mapping[str, FieldRule]]] = {
 def parse_frame(text: str) -> Command:
     """The command in one text frame; raises FrameError (never anything else) for a frame that is not one."""
     # exercise 07.4: turn a client's text frame into a typed command, or an error code
-    raise NotImplementedError("exercise 07.4 is yours to write: see notebooks/07_*.ipynb, section 'Exercise 07.4'. Stuck? python -m workbook hint 07.4")
+    raise NotImplementedError("exercise 07.4 is yours to write: see notebooks/07_http_websocket.ipynb, section 'Exercise 07.4'. Stuck? python -m workbook hint 07.4")
     # end exercise
 
 

@@ -78,7 +78,7 @@ class WsLimits:
 def local_recipients(event: Event, sockets: Mapping[int, Collection[C]]) -> list[C]:
     """The connections on this node that get ``event``: every socket of every user the event is for."""
     # exercise 07.6: which local connections receive an event
-    raise NotImplementedError("exercise 07.6 is yours to write: see notebooks/07_*.ipynb, section 'Exercise 07.6'. Stuck? python -m workbook hint 07.6")
+    raise NotImplementedError("exercise 07.6 is yours to write: see notebooks/07_http_websocket.ipynb, section 'Exercise 07.6'. Stuck? python -m workbook hint 07.6")
     # end exercise
 
 

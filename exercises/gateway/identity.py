@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import redis
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from loguru import logger
 
 from ..auth.credentials import InvalidToken
 from .problems import UNAUTHENTICATED, UNAVAILABLE, Problem
@@ -37,7 +38,9 @@ async def user_for_token(gateway: Gateway, token: str) -> int:
         # The verifier asks Redis with a blocking client: off the event loop, so other requests keep moving.
         claims = await asyncio.to_thread(gateway.verifier.verify, token)
     except InvalidToken as error:
-        raise Problem(UNAUTHENTICATED, f"the access token is not valid: {error}", headers=CHALLENGE) from None
+        # The reason (expired, bad signature, revoked …) goes to the log; the client learns only "not valid".
+        logger.info("refused an access token: {}", error.reason)
+        raise Problem(UNAUTHENTICATED, str(error), headers=CHALLENGE) from None
     except redis.RedisError:
         raise Problem(UNAVAILABLE, "cannot check the token right now; try again shortly") from None
     return claims.user_id

@@ -119,7 +119,7 @@ def problem_response(
 def problem_for_rpc_error(error: grpc.aio.AioRpcError) -> Problem:
     """The problem a client sees when a service call failed."""
     # exercise 07.1: turn a failed gRPC call into the problem the client sees
-    raise NotImplementedError("exercise 07.1 is yours to write: see notebooks/07_*.ipynb, section 'Exercise 07.1'. Stuck? python -m workbook hint 07.1")
+    raise NotImplementedError("exercise 07.1 is yours to write: see notebooks/07_http_websocket.ipynb, section 'Exercise 07.1'. Stuck? python -m workbook hint 07.1")
     # end exercise
 
 

@@ -39,7 +39,7 @@ def current_request_id() -> str | None:
 def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
     """The client's X-Request-ID when it is sensible, else a new id. A client cannot inject text into our logs."""
     # exercise 07.3: keep a sensible request id from the client, make one otherwise
-    raise NotImplementedError("exercise 07.3 is yours to write: see notebooks/07_*.ipynb, section 'Exercise 07.3'. Stuck? python -m workbook hint 07.3")
+    raise NotImplementedError("exercise 07.3 is yours to write: see notebooks/07_http_websocket.ipynb, section 'Exercise 07.3'. Stuck? python -m workbook hint 07.3")
     # end exercise
 
 
