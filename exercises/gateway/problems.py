@@ -60,6 +60,7 @@ UNSUPPORTED_MEDIA = ProblemKind(415, "unsupported-media-type", "Unsupported medi
 INVALID = ProblemKind(422, "invalid-request", "Invalid request")
 TOO_MANY = ProblemKind(429, "too-many-requests", "Too many requests")
 INTERNAL = ProblemKind(500, "internal", "Internal error")
+NOT_IMPLEMENTED = ProblemKind(501, "not-implemented", "Not implemented yet")
 UNAVAILABLE = ProblemKind(503, "unavailable", "Service unavailable")
 TIMEOUT = ProblemKind(504, "timeout", "A service took too long")
 
@@ -69,8 +70,9 @@ RPC_STATUS_KINDS: dict[grpc.StatusCode, ProblemKind] = {
     grpc.StatusCode.NOT_FOUND: NOT_FOUND,
     grpc.StatusCode.PERMISSION_DENIED: FORBIDDEN,
     grpc.StatusCode.ALREADY_EXISTS: CONFLICT,
+    grpc.StatusCode.FAILED_PRECONDITION: CONFLICT,  # a refusal with no code of its own: still the caller's to fix
     grpc.StatusCode.UNAUTHENTICATED: UNAUTHENTICATED,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: TOO_MANY,
+    grpc.StatusCode.UNIMPLEMENTED: NOT_IMPLEMENTED,  # an exercise stub behind the gateway: say which
     grpc.StatusCode.DEADLINE_EXCEEDED: TIMEOUT,
     grpc.StatusCode.UNAVAILABLE: UNAVAILABLE,
 }
@@ -81,11 +83,13 @@ RPC_MESSAGES_SHOWN = frozenset(
         grpc.StatusCode.NOT_FOUND,
         grpc.StatusCode.PERMISSION_DENIED,
         grpc.StatusCode.ALREADY_EXISTS,
+        grpc.StatusCode.FAILED_PRECONDITION,
         grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.UNIMPLEMENTED,
     }
 )
 HTTP_STATUS_KINDS = {kind.status: kind for kind in RPC_STATUS_KINDS.values()} | {
-    kind.status: kind for kind in (BAD_REQUEST, METHOD_NOT_ALLOWED, TOO_LARGE, UNSUPPORTED_MEDIA, INTERNAL)
+    kind.status: kind for kind in (BAD_REQUEST, METHOD_NOT_ALLOWED, TOO_LARGE, UNSUPPORTED_MEDIA, TOO_MANY, INTERNAL)
 }
 
 

@@ -19,6 +19,9 @@ from ..grpc_api.timestamps import from_timestamp
 
 # A message body, a post and a comment: the services check the exact rules; this only stops absurd sizes early.
 MAX_TEXT_CHARS = 10_000
+# Ids and seqs are PostgreSQL bigints. A bigger number cannot name anything, and protobuf refuses to carry it:
+# it is refused here, as a 422, instead of crashing deeper down.
+MAX_ID = 2**63 - 1
 
 
 class Request(BaseModel):
@@ -86,7 +89,7 @@ class UserOut(BaseModel):
 
 
 class OpenChatBody(Request):
-    other_user_id: int = Field(ge=1)
+    other_user_id: int = Field(ge=1, le=MAX_ID)
 
 
 class SendMessageBody(Request):
@@ -100,7 +103,7 @@ class EditMessageBody(Request):
 
 
 class MarkReadBody(Request):
-    seq: int = Field(ge=0)
+    seq: int = Field(ge=0, le=MAX_ID)
 
 
 class ChatOut(BaseModel):

@@ -6,6 +6,8 @@ its loggers are routed through ours, so every line of the process has the same f
 
 from __future__ import annotations
 
+import logging
+import re
 import sys
 
 import uvicorn
@@ -16,6 +18,28 @@ from .app import create_app
 from .hub import WsLimits
 
 SERVICE = "gateway"
+# uvicorn writes each request's path WITH its query string into its log lines ("WebSocket /ws?token=…").
+QUERY_STRING = re.compile(r"\?[^\s\"]*")
+
+
+class HideQueryStrings(logging.Filter):
+    """Cut the query string out of uvicorn's log lines: a client that put a token there must not leak it to us.
+
+    The WebSocket refuses such a token (close 4401), but uvicorn logs the handshake before our code runs.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                QUERY_STRING.sub("?…", arg) if isinstance(arg, str) and arg.startswith("/") else arg
+                for arg in record.args
+            )
+        return True
+
+
+def hide_query_strings() -> None:
+    for name in ("uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).addFilter(HideQueryStrings())
 
 
 def main() -> None:
@@ -25,6 +49,7 @@ def main() -> None:
         print(f"{SERVICE}: configuration error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     configure_logging(settings.log, service=SERVICE)
+    hide_query_strings()
     # ws_max_size: the websockets library refuses a bigger frame (close 1009) before reading it into memory.
     uvicorn.run(
         create_app(settings),

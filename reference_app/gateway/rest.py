@@ -11,12 +11,13 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import uuid4
 
-from fastapi import APIRouter, Depends, Query, Request, Response, UploadFile, status
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, UploadFile, status
 
 from .actions import mark_read, send_message
 from .identity import bearer_token, current_user, gateway_of
 from .problems import INVALID, UNSUPPORTED_MEDIA, Problem
 from .schemas import (
+    MAX_ID,
     ChatOut,
     ChatSummaryOut,
     CommentBody,
@@ -49,6 +50,8 @@ UPLOAD_READ_BYTES = 64 * 1024
 router = APIRouter()
 User = Annotated[int, Depends(current_user)]
 Limit = Annotated[int, Query(ge=1, le=100, description="at most this many items")]
+# An id in a path: a positive bigint. Anything else is a 422 before any service is called.
+Id = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 # Auth ------------------------------------------------------------------------------------------------------
@@ -92,7 +95,7 @@ async def search_users(
 
 
 @router.get("/users/{other_id}", tags=["users"])
-async def user(other_id: int, user_id: User, request: Request) -> UserOut:
+async def user(other_id: Id, user_id: User, request: Request) -> UserOut:
     return UserOut.from_proto(await gateway_of(request).auth.get_user(user_id, other_id))
 
 
@@ -113,11 +116,11 @@ async def list_chats(user_id: User, request: Request) -> list[ChatSummaryOut]:
 
 @router.get("/chats/{chat_id}/messages", tags=["chats"])
 async def history(
-    chat_id: int,
+    chat_id: Id,
     user_id: User,
     request: Request,
-    before_seq: Annotated[int | None, Query(ge=1)] = None,
-    after_seq: Annotated[int | None, Query(ge=0)] = None,
+    before_seq: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    after_seq: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None,
     limit: Limit = 50,
 ) -> HistoryOut:
     """One page of history, oldest first: the newest messages, those before a seq (paging back), or after one."""
@@ -130,25 +133,25 @@ async def history(
 
 
 @router.post("/chats/{chat_id}/messages", status_code=status.HTTP_201_CREATED, tags=["chats"])
-async def send(chat_id: int, body: SendMessageBody, user_id: User, request: Request) -> MessageOut:
+async def send(chat_id: Id, body: SendMessageBody, user_id: User, request: Request) -> MessageOut:
     """Send a message. A retry with the same client_message_id returns the stored message and stores nothing."""
     message = await send_message(gateway_of(request), user_id, chat_id, body.client_message_id, body.body)
     return MessageOut.from_proto(message)
 
 
 @router.patch("/chats/{chat_id}/messages/{seq}", tags=["chats"])
-async def edit(chat_id: int, seq: int, body: EditMessageBody, user_id: User, request: Request) -> MessageOut:
+async def edit(chat_id: Id, seq: Id, body: EditMessageBody, user_id: User, request: Request) -> MessageOut:
     return MessageOut.from_proto(await gateway_of(request).chats.edit_message(user_id, chat_id, seq, body.body))
 
 
 @router.delete("/chats/{chat_id}/messages/{seq}", tags=["chats"])
-async def delete(chat_id: int, seq: int, user_id: User, request: Request) -> MessageOut:
+async def delete(chat_id: Id, seq: Id, user_id: User, request: Request) -> MessageOut:
     """Delete one of your messages: it keeps its seq and loses its text. Deleting twice is not an error."""
     return MessageOut.from_proto(await gateway_of(request).chats.delete_message(user_id, chat_id, seq))
 
 
 @router.post("/chats/{chat_id}/read", tags=["chats"])
-async def read(chat_id: int, body: MarkReadBody, user_id: User, request: Request) -> ReadMarkOut:
+async def read(chat_id: Id, body: MarkReadBody, user_id: User, request: Request) -> ReadMarkOut:
     """Mark the chat read up to a seq. The mark never moves back; the other member gets a read receipt."""
     return ReadMarkOut(chat_id=chat_id, last_read_seq=await mark_read(gateway_of(request), user_id, chat_id, body.seq))
 
@@ -174,7 +177,7 @@ async def feed(
     request: Request,
     cursor: Annotated[str, Query(max_length=200)] = "",
     limit: Limit = 20,
-    author_id: Annotated[int | None, Query(ge=1)] = None,
+    author_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
 ) -> FeedOut:
     """The newest posts first; pass next_cursor back as cursor for the next page."""
     page = await gateway_of(request).content.feed(user_id, cursor=cursor, limit=limit, author_id=author_id)

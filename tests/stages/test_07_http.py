@@ -6,6 +6,8 @@ and exchange of its own: the ``gateway`` fixture of conftest.py) and talks to th
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 import uuid
 from typing import Any
@@ -85,6 +87,8 @@ def rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
         (grpc.StatusCode.PERMISSION_DENIED, 403),
         (grpc.StatusCode.ALREADY_EXISTS, 409),
         (grpc.StatusCode.UNAUTHENTICATED, 401),
+        (grpc.StatusCode.FAILED_PRECONDITION, 409),
+        (grpc.StatusCode.UNIMPLEMENTED, 501),
     ],
 )
 def test_a_service_refusal_keeps_its_message(code: grpc.StatusCode, status: int) -> None:
@@ -102,6 +106,7 @@ def test_a_service_refusal_keeps_its_message(code: grpc.StatusCode, status: int)
         (grpc.StatusCode.INTERNAL, 500),
         (grpc.StatusCode.UNKNOWN, 500),
         (grpc.StatusCode.DATA_LOSS, 500),
+        (grpc.StatusCode.RESOURCE_EXHAUSTED, 500),
         (grpc.StatusCode.UNAVAILABLE, 503),
         (grpc.StatusCode.DEADLINE_EXCEEDED, 504),
     ],
@@ -334,6 +339,62 @@ def test_malformed_bodies_get_a_422_that_names_the_field(gateway: TestClient) ->
     problem_of(
         gateway.post(f"{API}/chats/{chat_id}/messages", json=extra, headers=alice_headers), 422, "an unknown field"
     )
+
+
+def test_an_id_too_big_for_a_bigint_is_a_422_not_a_crash(gateway: TestClient) -> None:
+    _, headers = sign_up(gateway, "alice")
+    huge = 2**70
+    problem_of(gateway.get(f"{API}/chats/{huge}/messages", headers=headers), 422, "a chat id over 2**63-1")
+    problem_of(gateway.get(f"{API}/chats/1/messages", params={"after_seq": huge}, headers=headers), 422, "a huge seq")
+    problem_of(gateway.post(f"{API}/chats", json={"other_user_id": huge}, headers=headers), 422, "a huge user id")
+
+
+def test_a_token_in_a_url_never_reaches_the_gateway_log() -> None:
+    from app.gateway.__main__ import HideQueryStrings
+
+    record = logging.LogRecord(
+        "uvicorn.error",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "WebSocket %s" [accepted]',
+        ("1.2.3.4:5", "/ws?token=ey.J9"),
+        None,
+    )
+    assert HideQueryStrings().filter(record), "the line is kept, only its query string goes"
+    assert "ey.J9" not in record.getMessage() and "/ws" in record.getMessage(), record.getMessage()
+
+
+def test_a_chunked_body_is_cut_off_at_the_limit() -> None:
+    """Drive the middleware with a body in many chunks: it must stop reading at the limit and answer 413."""
+    from app.gateway.request_ids import GatewayMiddleware
+
+    chunk, limit = b"x" * 1000, 4500
+    handed_out, read_by_app = 0, 0
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal handed_out
+        handed_out += 1
+        return {"type": "http.request", "body": chunk, "more_body": True}  # a client that never stops
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        nonlocal read_by_app
+        while (message := await receive())["type"] == "http.request":
+            read_by_app += len(message["body"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"read it all"})
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/api/v1/posts", "headers": []}
+    asyncio.run(GatewayMiddleware(app, body_limit_for=lambda path: limit)(scope, receive, send))  # type: ignore[arg-type]
+    assert handed_out == limit // len(chunk) + 1, (
+        f"reading must stop at the chunk that passes the limit; read {handed_out}"
+    )
+    assert read_by_app <= limit, f"the app must never see more than the limit; it saw {read_by_app} bytes"
+    assert [m.get("status") for m in sent if m["type"] == "http.response.start"] == [413], f"one 413 answer: {sent}"
 
 
 def test_a_body_over_the_limit_is_refused_before_it_is_read(gateway: TestClient) -> None:
