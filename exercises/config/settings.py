@@ -152,7 +152,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _require_production_secrets(self) -> Settings:
-        # exercise 01.3: refuse to start in prod without a JWT signing key
+        # exercise 01.3: refuse to start in prod without a JWT key
         raise NotImplementedError("exercise 01.3 is yours to write: see notebooks/01_config.ipynb, section 'Exercise 01.3'. Stuck? python -m workbook hint 01.3")
         # end exercise
 

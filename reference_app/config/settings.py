@@ -155,11 +155,15 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _require_production_secrets(self) -> Settings:
-        # exercise 01.3: refuse to start in prod without a JWT signing key
-        # hint: This runs after every field is filled. Look at self.env and self.jwt.signing_key.
-        # hint: Raise ValueError with a message that names the variable to set: env_var_name("jwt", "signing_key").
-        if self.env is Environment.PROD and self.jwt.signing_key is None:
-            raise ValueError(f"{env_var_name('jwt', 'signing_key')} is required when APP_ENV=prod")
+        # exercise 01.3: refuse to start in prod without a JWT key
+        # hint: This runs after every field is filled. Look at self.env, self.jwt.signing_key and self.jwt.public_key.
+        # hint: Every service checks tokens, so in prod it needs one of the two keys: the auth service signs with signing_key, the others only verify and need no more than public_key (the auth service also refuses to sign without its key: stage 09).
+        # hint: Raise ValueError with a message that STARTS with the variable to set: env_var_name("jwt", "signing_key"), and mentions env_var_name("jwt", "public_key") for the verifying services.
+        if self.env is Environment.PROD and self.jwt.signing_key is None and self.jwt.public_key is None:
+            raise ValueError(
+                f"{env_var_name('jwt', 'signing_key')} is required when APP_ENV=prod"
+                f" (a service that only verifies tokens may set {env_var_name('jwt', 'public_key')} instead)"
+            )
         return self
         # end exercise
 

@@ -118,6 +118,9 @@ def test_prod_without_a_signing_key_stops(monkeypatch: pytest.MonkeyPatch) -> No
     assert "APP_JWT__SIGNING_KEY" in str(error.value), (
         f"the error must name APP_JWT__SIGNING_KEY; it said: {error.value}"
     )
+    assert "APP_JWT__PUBLIC_KEY" in str(error.value), (
+        f"the error must say that a verifying service may set APP_JWT__PUBLIC_KEY instead; it said: {error.value}"
+    )
 
 
 @exercise("01.3")
@@ -128,6 +131,17 @@ def test_prod_with_a_signing_key_starts(monkeypatch: pytest.MonkeyPatch) -> None
     assert settings.env == Environment.PROD
     assert settings.jwt.signing_key is not None and settings.jwt.signing_key.get_secret_value() == TEST_KEY
     assert TEST_KEY not in repr(settings), "the signing key must be a SecretStr: it must never show in a repr or a log"
+
+
+@exercise("01.3")
+def test_prod_with_only_a_public_key_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chat, content and gateway services only verify tokens: the public key is all they may hold."""
+    monkeypatch.setenv("APP_ENV", "prod")
+    monkeypatch.setenv("APP_JWT__PUBLIC_KEY", "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----")
+    settings = load_settings()
+    assert settings.jwt.signing_key is None and settings.jwt.public_key, (
+        "prod with APP_JWT__PUBLIC_KEY alone must start: a verifying service needs no private key"
+    )
 
 
 @exercise("01.3")
