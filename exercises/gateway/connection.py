@@ -5,11 +5,12 @@ signal. Only one coroutine may write to a WebSocket at a time, and none of them 
 So every frame is *offered* to the connection's queue, which never waits: the one writer task takes frames
 from the queue and sends them, in order.
 
-The queue is bounded. A client that reads slower than its frames arrive (a phone in a tunnel, a stuck tab)
-fills its queue; the next offer finds it full, and the connection is closed with 1013 ("try again later").
-The alternative, an unbounded queue, lets one slow client grow the gateway's memory until the process dies,
-taking every other connection with it. The closed client loses nothing for good: it reconnects and asks for
-the messages after its last seq (``sync``).
+The queue is bounded twice: by frames and by bytes. A client that reads slower than its frames arrive (a
+phone in a tunnel, a stuck tab) fills its queue; the next offer finds no room, the queued frames are dropped
+and the connection is closed with 1013 ("try again later"). Frames alone would not bound memory: 256 sync
+answers of a megabyte each are 256 MB. The alternative, an unbounded queue, lets one slow client grow the
+gateway's memory until the process dies, taking every other connection with it. The closed client loses
+nothing for good: it reconnects and asks for the messages after its last seq (``sync``).
 """
 
 from __future__ import annotations
@@ -40,6 +41,11 @@ class Socket(Protocol):
     async def close(self, code: int = 1000, reason: str | None = None) -> None: ...
 
 
+def frame_bytes(text: str) -> int:
+    """The size of a frame on the wire (UTF-8). ASCII text, the usual case, is measured without encoding it."""
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
+
+
 @dataclass(frozen=True)
 class Close:
     """Put in the queue instead of a frame: the writer closes the socket with this code when it gets here."""
@@ -51,11 +57,13 @@ class Close:
 class Connection:
     """A socket's outgoing side: ``offer`` frames (never waits), ``run_writer`` sends them, ``close`` ends it."""
 
-    def __init__(self, socket: Socket, *, queue_frames: int, send_timeout_seconds: float) -> None:
-        if queue_frames < 1:
-            raise ValueError(f"an outgoing queue holds at least 1 frame; got {queue_frames}")
+    def __init__(self, socket: Socket, *, queue_frames: int, queue_bytes: int, send_timeout_seconds: float) -> None:
+        if queue_frames < 1 or queue_bytes < 1:
+            raise ValueError(f"an outgoing queue holds at least 1 frame and 1 byte; got {queue_frames}, {queue_bytes}")
         self._socket = socket
         self._queue: asyncio.Queue[str | Close] = asyncio.Queue(maxsize=queue_frames)
+        self._queue_bytes = queue_bytes  # the budget
+        self._queued_bytes = 0  # the frames in the queue, and the one being sent, in bytes
         self._send_timeout_seconds = send_timeout_seconds
         self.user_id: int | None = None  # set once the connection has authenticated
         self.close_code: int | None = None  # set by close(): no frame is accepted after it
@@ -69,24 +77,35 @@ class Connection:
         """Frames waiting to be written (never more than the queue's size)."""
         return self._queue.qsize()
 
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes of the frames waiting to be written and of the one being written (never more than the budget)."""
+        return self._queued_bytes
+
     def offer(self, frame: str) -> bool:
         """Queue a frame for the writer without waiting; False if it was not queued.
 
-        A full queue means the client is not reading: the connection is closed with CLOSE_TRY_LATER.
+        No room (the frame budget or the byte budget is used up) means the client is not reading: the queued
+        frames are dropped and the connection is closed with CLOSE_TRY_LATER.
         """
         # exercise 07.5: queue a frame without ever waiting; a full queue disconnects the slow reader
         raise NotImplementedError("exercise 07.5 is yours to write: see notebooks/07_http_websocket.ipynb, section 'Exercise 07.5'. Stuck? python -m workbook hint 07.5")
         # end exercise
 
-    def close(self, code: int, reason: str) -> None:
-        """Close after the frames already queued (dropping them if the queue is full). Later calls do nothing."""
+    def close(self, code: int, reason: str, *, drop_queued: bool = False) -> None:
+        """Close after the frames already queued, or instead of them (``drop_queued``). Later calls do nothing.
+
+        Queued frames are dropped anyway when the queue has no room left for the Close.
+        """
         if self.closing:
             return
         self.close_code = code
-        if self._queue.full():
+        if drop_queued or self._queue.full():
             # The client is not reading them anyway; it will sync what it missed.
             while not self._queue.empty():
-                self._queue.get_nowait()
+                item = self._queue.get_nowait()
+                if isinstance(item, str):
+                    self._queued_bytes -= frame_bytes(item)
         self._queue.put_nowait(Close(code, reason))
 
     async def run_writer(self) -> None:
@@ -100,6 +119,7 @@ class Connection:
             try:
                 async with asyncio.timeout(self._send_timeout_seconds):
                     await self._socket.send_text(item)
+                self._queued_bytes -= frame_bytes(item)
             except TimeoutError:
                 self.close_code = self.close_code or CLOSE_TRY_LATER
                 with contextlib.suppress(Exception):

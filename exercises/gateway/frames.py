@@ -162,6 +162,25 @@ def parse_frame(text: str) -> Command:
     # end exercise
 
 
+def client_message_id_in(text: str) -> UUID | None:
+    """The valid ``client_message_id`` of a ``send`` frame that parse_frame refused (for another field), if any.
+
+    An error that answers a send names its message, so that a client without refs knows which one failed; a
+    body that is too long, say, leaves the client_message_id perfectly good. Only called for a refused frame:
+    the text is parsed a second time, which costs little next to the frame limit.
+    """
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(document, dict) or document.get("type") != "send":
+        return None
+    try:
+        return uuid_text(document.get("client_message_id"))
+    except ValueError:
+        return None
+
+
 # The frames the gateway sends ----------------------------------------------------------------------------------
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -47,6 +48,10 @@ PUSHED_TOPICS = frozenset({MESSAGE_CREATED, MESSAGE_EDITED, MESSAGE_DELETED})
 # How long start() waits for the broker subscriptions before it lets the gateway serve without them.
 START_WAIT_SECONDS = 10.0
 STOP_WAIT_SECONDS = 5.0
+# A chat id missing from a connected user's cached chats asks the chat service again (a chat opened since), but
+# not more often than this per user: a client that sends `typing` for someone else's chat 20 times a second
+# must not cost 20 full ListChats calls a second. A chat opened in the last seconds may wait that long.
+CHATS_RELOAD_SECONDS = 3.0
 
 C = TypeVar("C")
 
@@ -61,8 +66,10 @@ class WsLimits:
     frame_burst: int = 40
     flood_close_after: int = 50  # frames in a row refused by the frame rate
     outgoing_queue_frames: int = 256
+    outgoing_queue_bytes: int = 4 * 1024 * 1024
     send_timeout_seconds: float = 10.0
     sync_max_messages: int = 500
+    sync_max_bytes: int = 1024 * 1024  # a sync answer stops adding messages once it is this big
 
     def public(self) -> dict[str, Any]:
         """What the `ready` frame tells the client."""
@@ -71,7 +78,9 @@ class WsLimits:
             "frames_per_second": self.frames_per_second,
             "frame_burst": self.frame_burst,
             "outgoing_queue_frames": self.outgoing_queue_frames,
+            "outgoing_queue_bytes": self.outgoing_queue_bytes,
             "sync_max_messages": self.sync_max_messages,
+            "sync_max_bytes": self.sync_max_bytes,
         }
 
 
@@ -113,6 +122,12 @@ class Hub:
         self._sockets: dict[int, set[Connection]] = {}
         # user id → {chat id: the other member}, for the users connected here (typing and read receipts need it).
         self._chats_of: dict[int, dict[int, int]] = {}
+        self._chats_loaded_at: dict[int, float] = {}  # user id → when their chats were last asked (monotonic)
+        # Presence writes of one user must land in the order they were decided: a heartbeat decided before a
+        # disconnect must not reach Redis after the disconnect's "offline". One lock keeps them in order.
+        self._presence_lock = asyncio.Lock()
+        self._all_gone = asyncio.Event()  # set while no connection is registered (stop() waits for it)
+        self._all_gone.set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -144,15 +159,29 @@ class Hub:
         return all(node.consuming.wait(seconds) for node in self.nodes)
 
     async def stop(self) -> None:
-        """Close every connection (1001), stop the heartbeats and the broker threads."""
-        self._stop.set()
+        """Shut down in an order that loses nothing on the way out.
+
+        1. Stop the heartbeats. 2. Close every connection with 1001 and wait (at most STOP_WAIT_SECONDS) for
+        the endpoints to end: each one's ``disconnect`` publishes the user's offline signal and starts the
+        offline write. 3. Wait for those writes (they need the Redis client, which is closed after the hub).
+        4. Only then stop the broker threads: the signal publisher sends what is still pending before it ends.
+        """
         if self._heartbeats is not None:
             self._heartbeats.cancel()
             await asyncio.gather(self._heartbeats, return_exceptions=True)
         for connections in list(self._sockets.values()):
             for connection in list(connections):
                 connection.close(CLOSE_GOING_AWAY, "the gateway is shutting down; reconnect")
-        await asyncio.gather(*self._background, return_exceptions=True)
+        try:
+            async with asyncio.timeout(STOP_WAIT_SECONDS):
+                await self._all_gone.wait()
+        except TimeoutError:
+            logger.warning(
+                "{} users still connected after {:g} s; stopping anyway", len(self._sockets), STOP_WAIT_SECONDS
+            )
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=STOP_WAIT_SECONDS)
+        self._stop.set()
         await asyncio.to_thread(self._join_threads)
 
     def _join_threads(self) -> None:
@@ -164,17 +193,27 @@ class Hub:
     def connections_of(self, user_id: int) -> frozenset[Connection]:
         return frozenset(self._sockets.get(user_id, ()))
 
-    async def connect(self, user_id: int, connection: Connection) -> None:
-        """Register an authenticated connection; tell the user's contacts when it is their first one here.
+    async def connect(self, user_id: int, connection: Connection, greeting: str) -> None:
+        """Register an authenticated connection, then tell it ``greeting`` (``ready``) and who is online.
 
-        The connection then gets a presence frame for each of its contacts who is online.
+        The user's chats are loaded first: if the chat service cannot answer, the error reaches the caller and
+        nothing was registered or said. Registering and offering the greeting happen with no ``await`` between
+        them, so the greeting is the connection's first frame: no push can come before it. Then the user's
+        contacts learn that the user is online (the first connection here), and the connection gets a presence
+        frame for each contact who is online.
         """
+        chats = await self._fetch_chats(user_id)
         connection.user_id = user_id
         first = user_id not in self._sockets
         self._sockets.setdefault(user_id, set()).add(connection)
-        contacts = set((await self._load_chats(user_id)).values())
+        self._all_gone.clear()
+        self._remember_chats(user_id, chats)
+        connection.offer(greeting)
+        contacts = set(chats.values())
         if first:
-            await self._presence_call(self._presence.heartbeat, user_id)
+            async with self._presence_lock:
+                if user_id in self._sockets:  # it may have gone while the lock was busy
+                    await self._presence_call(self._presence.heartbeat, user_id)
             self._publish(PRESENCE, contacts, presence_frame(user_id, online=True))
         try:
             online = await asyncio.to_thread(self._presence.online_among, contacts)
@@ -199,27 +238,42 @@ class Hub:
         if connections:
             return
         del self._sockets[user_id]
+        if not self._sockets:
+            self._all_gone.set()
         chats = self._chats_of.pop(user_id, {})
+        self._chats_loaded_at.pop(user_id, None)
         self._publish(PRESENCE, set(chats.values()), presence_frame(user_id, online=False))
-        task = asyncio.get_running_loop().create_task(self._presence_call(self._presence.disconnect, user_id))
+        task = asyncio.get_running_loop().create_task(self._went_offline(user_id))
         self._background.add(task)  # a reference, or the task may be garbage-collected before it runs
         task.add_done_callback(self._background.discard)
 
-    async def _load_chats(self, user_id: int) -> dict[int, int]:
-        """The user's chats (chat id → other member), asked of the chat service; kept while the user is here."""
-        chats = {summary.chat_id: summary.other_user_id for summary in await self._chats.list_chats(user_id)}
+    async def _fetch_chats(self, user_id: int) -> dict[int, int]:
+        """The user's chats (chat id → other member), asked of the chat service."""
+        return {summary.chat_id: summary.other_user_id for summary in await self._chats.list_chats(user_id)}
+
+    def _remember_chats(self, user_id: int, chats: dict[int, int]) -> None:
+        """Keep a connected user's chats (typing and read receipts need them); nobody else's."""
         if user_id in self._sockets:
             self._chats_of[user_id] = chats
-        return chats
+            self._chats_loaded_at[user_id] = time.monotonic()
 
-    async def other_member(self, user_id: int, chat_id: int) -> int | None:
+    async def other_member(self, user_id: int, chat_id: int, *, known_member: bool = False) -> int | None:
         """The other member of a chat of ``user_id``; None if the user is not a member (or it does not exist).
 
-        Answered from the cache of the user's chats; a miss asks the chat service again (a chat opened since).
+        Answered from the cache of a connected user's chats. A miss may be a chat opened since, so it asks the
+        chat service again, but at most once per CHATS_RELOAD_SECONDS per user: a miss soon after the last ask
+        is answered None at once. ``known_member`` (the chat service has just accepted the user in this chat)
+        skips that wait: the miss is certainly a new chat, and a reload is worth it.
         """
         chats = self._chats_of.get(user_id)
-        if chats is None or chat_id not in chats:
-            chats = await self._load_chats(user_id)
+        if chats is not None and chat_id in chats:
+            return chats[chat_id]
+        loaded_at = self._chats_loaded_at.get(user_id)
+        recently = loaded_at is not None and time.monotonic() - loaded_at < CHATS_RELOAD_SECONDS
+        if chats is not None and recently and not known_member:
+            return None
+        chats = await self._fetch_chats(user_id)
+        self._remember_chats(user_id, chats)
         return chats.get(chat_id)
 
     # Signals ---------------------------------------------------------------------------------------------------
@@ -233,11 +287,19 @@ class Hub:
         return True
 
     async def chat_read(self, reader_id: int, chat_id: int, last_read_seq: int) -> None:
-        """A read receipt: both members' sockets learn the reader's new read mark (REST and WebSocket alike)."""
-        other = await self.other_member(reader_id, chat_id)
-        audience = {reader_id} if other is None else {reader_id, other}
-        frame = {"type": "read", "chat_id": chat_id, "user_id": reader_id, "last_read_seq": last_read_seq}
-        self._publish(READ, audience, frame)
+        """A read receipt: both members' sockets learn the reader's new read mark (REST and WebSocket alike).
+
+        Best effort, and never an error: it runs after the read mark is stored, so the caller's request has
+        succeeded. A receipt that cannot be sent (the chat service does not answer who the other member is,
+        say) is logged and dropped, like any other ephemeral signal.
+        """
+        try:
+            other = await self.other_member(reader_id, chat_id, known_member=True)
+            audience = {reader_id} if other is None else {reader_id, other}
+            frame = {"type": "read", "chat_id": chat_id, "user_id": reader_id, "last_read_seq": last_read_seq}
+            self._publish(READ, audience, frame)
+        except Exception as error:  # a lost receipt must never turn a stored read mark into an error
+            logger.warning("user {}: no read receipt for chat {}: {!r}", reader_id, chat_id, error)
 
     def _publish(self, topic: str, audience: Collection[int], frame: dict[str, Any]) -> None:
         if audience:
@@ -267,8 +329,26 @@ class Hub:
         interval = max(1.0, self._settings.redis.presence_ttl_seconds / 3)
         while True:
             await asyncio.sleep(interval)
-            for user_id in list(self._sockets):
-                await self._presence_call(self._presence.heartbeat, user_id)
+            await self.heartbeat_connected()
+
+    async def heartbeat_connected(self) -> None:
+        """One heartbeat for each user connected here now.
+
+        A user who disconnects while the round runs must not be written online again after their offline
+        write: each user is checked right before their own write, under the presence lock that the offline
+        write takes too. (One pipelined batch would be fewer round trips, but Presence writes one user at a
+        time, and the check must come right before each write anyway.)
+        """
+        for user_id in list(self._sockets):
+            async with self._presence_lock:
+                if user_id in self._sockets:
+                    await self._presence_call(self._presence.heartbeat, user_id)
+
+    async def _went_offline(self, user_id: int) -> None:
+        """The offline write of a user whose last connection here closed; skipped if they came back meanwhile."""
+        async with self._presence_lock:
+            if user_id not in self._sockets:
+                await self._presence_call(self._presence.disconnect, user_id)
 
     async def _presence_call(self, call: Callable[[int], None], user_id: int) -> None:
         """A presence write, off the loop (blocking Redis). A failure is logged: presence is not worth a crash."""

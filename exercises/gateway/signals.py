@@ -9,6 +9,7 @@ Unlike messages, signals are not worth keeping: a typing indicator from a minute
 they are published non-persistent, without publisher confirms, and dropped (with a log line) when the broker is
 down or the local queue of signals waiting to be published is full. Nobody waits for a signal to be published:
 ``publish`` only puts it in a bounded queue, and a thread of its own, which owns the pika connection, sends it.
+When told to stop, that thread first sends what is still queued (if the broker is there), then ends.
 """
 
 from __future__ import annotations
@@ -75,10 +76,15 @@ class SignalPublisher:
     def _work(self, connection: Any, stop: threading.Event) -> None:
         channel = connection.channel()
         declare_events_exchange(channel, self._exchange)
-        while not stop.is_set():
+        while True:
+            # Once told to stop, send what is still pending (the offline signals of the last connections,
+            # published just before the stop) without waiting for more, then end.
+            stopping = stop.is_set()
             try:
-                event = self._pending.get(timeout=POLL_SECONDS)
+                event = self._pending.get(block=not stopping, timeout=None if stopping else POLL_SECONDS)
             except queue.Empty:
+                if stopping:
+                    return
                 # Not idle in a sleep: this answers the broker's heartbeats and notices a closed connection.
                 connection.process_data_events(time_limit=0)
                 continue

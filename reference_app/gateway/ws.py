@@ -6,18 +6,24 @@ same send rate limit, the same membership checks (the chat service answers NOT_F
 call). The *writer* (Connection.run_writer) is the only one that sends on the socket: answers and pushes are
 offered to the connection's bounded queue. When either task ends, the other is stopped.
 
+A socket does not outlive its token: at the token's ``exp`` the connection is closed with 4401, and the
+client reconnects with a fresh token (so a revoked token also stops working within one token lifetime).
+
 The protocol is written down in docs/websocket_protocol.md.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING, Any
 
 import grpc
+import redis
 from fastapi import APIRouter, WebSocket
 from loguru import logger
 
+from ..auth.credentials import AccessClaims, InvalidToken
 from ..grpc_api import chat_pb2
 from ..grpc_api.timestamps import from_timestamp
 from . import frames
@@ -30,9 +36,9 @@ from .connection import (
     CLOSE_UNAUTHENTICATED,
     Connection,
     TokenBucket,
+    frame_bytes,
 )
 from .frames import Auth, Command, Delete, Edit, FrameError, Ping, Read, Send, Sync, Typing
-from .identity import user_for_token
 from .problems import (
     FORBIDDEN,
     INVALID,
@@ -94,6 +100,12 @@ class Session:
         self._bucket = TokenBucket(self._limits.frames_per_second, self._limits.frame_burst)
         self._refused_in_a_row = 0
         self.user_id: int | None = None
+        self._expiry: asyncio.TimerHandle | None = None  # the close at the token's exp
+
+    def end(self) -> None:
+        """The connection has ended: forget the pending close at the token's exp."""
+        if self._expiry is not None:
+            self._expiry.cancel()
 
     def _reply(self, frame: dict[str, Any]) -> None:
         self._connection.offer(frames.encode(frame))
@@ -148,23 +160,36 @@ class Session:
         if not isinstance(command, Auth):
             close(CLOSE_UNAUTHENTICATED, 'the first frame must be {"type": "auth", "token": ...}')
             return False
-        try:
-            user_id = await user_for_token(self._gateway, command.token)
-        except Problem as problem:
-            if problem.kind is UNAVAILABLE:
-                close(CLOSE_TRY_LATER, "cannot check the token right now; try again shortly")
-            else:
-                close(CLOSE_UNAUTHENTICATED, "the access token is not valid; log in or refresh it")
+        claims = await self._verify(command.token)
+        if claims is None:
             return False
-        self.user_id = user_id
-        self._reply({"type": "ready", "ref": command.ref, "user_id": user_id, "limits": self._limits.public()})
+        user_id = self.user_id = claims.user_id
+        ready = frames.encode(
+            {"type": "ready", "ref": command.ref, "user_id": user_id, "limits": self._limits.public()}
+        )
         try:
-            await self._gateway.hub.connect(user_id, self._connection)
+            await self._gateway.hub.connect(user_id, self._connection, ready)
         except grpc.aio.AioRpcError as error:
             logger.warning("user {}: cannot load the chats of a new connection: {}", user_id, error.code().name)
             close(CLOSE_TRY_LATER, "cannot load your chats right now; try again shortly")
             return False
+        # The socket lives as long as its token: at exp, close with 4401; the client reconnects with a new one.
+        seconds_left = max(0.0, claims.expires_at - time.time())
+        reason = "token expired; reconnect with a fresh access token"
+        self._expiry = asyncio.get_running_loop().call_later(seconds_left, close, CLOSE_UNAUTHENTICATED, reason)
         return True
+
+    async def _verify(self, token: str) -> AccessClaims | None:
+        """The token's claims (the user and the expiry); None after closing the connection for a bad token."""
+        try:
+            # The verifier asks Redis (the deny-list) with a blocking client: off the event loop.
+            return await asyncio.to_thread(self._gateway.verifier.verify, token)
+        except InvalidToken as error:
+            logger.info("refused a WebSocket access token: {}", error.reason)
+            self._connection.close(CLOSE_UNAUTHENTICATED, "the access token is not valid; log in or refresh it")
+        except redis.RedisError:
+            self._connection.close(CLOSE_TRY_LATER, "cannot check the token right now; try again shortly")
+        return None
 
     async def _handle(self, text: str | None) -> bool:
         """Do one frame; False when the connection must close (a sustained flood)."""
@@ -179,12 +204,15 @@ class Session:
         else:
             refused = None
         ref = command.ref if command is not None else refused.ref if refused is not None else None
+        # An error that answers a send names its message, even one refused while parsing (a body too long).
+        cmid = command.client_message_id if isinstance(command, Send) else None
+        if refused is not None and text is not None:
+            cmid = frames.client_message_id_in(text)
         if wait > 0:
             self._refused_in_a_row += 1
             if self._refused_in_a_row >= self._limits.flood_close_after:
                 self._connection.close(CLOSE_POLICY, "too many frames; slow down")
                 return False
-            cmid = command.client_message_id if isinstance(command, Send) else None
             message = f"more than {self._limits.frames_per_second:g} frames a second; this one was not done"
             retry_after = max(0.01, round(wait, 2))
             self._reply(
@@ -194,7 +222,7 @@ class Session:
         self._refused_in_a_row = 0
         if command is None:
             assert refused is not None
-            self._reply(frames.error_frame(refused.code, refused.message, refused.ref))
+            self._reply(frames.error_frame(refused.code, refused.message, refused.ref, client_message_id=cmid))
             return True
         await self._execute(command)
         return True
@@ -247,21 +275,36 @@ class Session:
         raise AssertionError(f"a parsed command without a handler: {command!r}")
 
     async def _sync(self, user_id: int, command: Sync) -> dict[str, Any]:
-        """Exactly the messages after ``after_seq``, page after page of History, at most sync_max_messages."""
-        most = self._limits.sync_max_messages
+        """The messages after ``after_seq``, page after page of History, oldest first.
+
+        Two bounds, whichever comes first: sync_max_messages messages, and sync_max_bytes of encoded messages
+        (500 messages of 4000 four-byte characters would be 8 MB in one frame). Each message is encoded once
+        here, to measure it, between the awaits of the pages: the loop is never held for more than a page's
+        worth of encoding, and the answer's final encoding is bounded by sync_max_bytes. At least one message
+        is always included, so that asking again always makes progress.
+        """
+        most, most_bytes = self._limits.sync_max_messages, self._limits.sync_max_bytes
         page_size = self._gateway.settings.postgres.history_page_max
-        messages: list[chat_pb2.Message] = []
-        after, has_more = command.after_seq, True
-        while has_more and len(messages) < most:
+        messages: list[dict[str, Any]] = []
+        size = 0
+        after, has_more, full = command.after_seq, True, False
+        while has_more and not full:
             limit = min(page_size, most - len(messages))
             page = await self._gateway.chats.history(user_id, command.chat_id, after_seq=after, limit=limit)
-            messages.extend(page.messages)
             has_more = page.has_more and len(page.messages) > 0
-            if page.messages:
-                after = page.messages[-1].seq
+            for message in page.messages:
+                item = message_json(message)
+                item_size = frame_bytes(frames.encode(item)) + 1  # and its comma
+                if messages and size + item_size > most_bytes:
+                    full = has_more = True  # this one and those after it: in the next answer
+                    break
+                messages.append(item)
+                size += item_size
+                after = message.seq
+            full = full or len(messages) >= most
         return {
             "type": "messages", "ref": command.ref, "chat_id": command.chat_id, "after_seq": command.after_seq,
-            "has_more": has_more, "messages": [message_json(message) for message in messages],
+            "has_more": has_more, "messages": messages,
         }  # fmt: skip
 
 
@@ -272,7 +315,10 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     limits = gateway.hub.limits
     await websocket.accept()
     connection = Connection(
-        websocket, queue_frames=limits.outgoing_queue_frames, send_timeout_seconds=limits.send_timeout_seconds
+        websocket,
+        queue_frames=limits.outgoing_queue_frames,
+        queue_bytes=limits.outgoing_queue_bytes,
+        send_timeout_seconds=limits.send_timeout_seconds,
     )
     session = Session(gateway, websocket, connection)
     writer = asyncio.create_task(connection.run_writer(), name="ws-writer")
@@ -287,6 +333,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
             # The reader asked to close (too big, flood, auth): let the writer send what is queued, then close.
             await asyncio.wait({writer}, timeout=limits.send_timeout_seconds)
     finally:
+        session.end()
         gateway.hub.disconnect(connection)  # first, and without awaiting: the endpoint may be being cancelled
         for task in (reader, writer):
             task.cancel()

@@ -7,27 +7,45 @@ relay running in a thread (``relay`` below): messages reach sockets from the cha
 RabbitMQ, exactly as in production.
 
 Every wait for a frame is bounded: a missing frame fails the test after WAIT_SECONDS instead of hanging it.
+Starlette's test socket has no receive with a timeout, so each socket gets a thread of its own that does the
+blocking ``receive()`` (public API) and hands every message to a queue; the test waits on the queue, bounded.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import queue
 import threading
+import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-import anyio
+import grpc
 import pytest
+from app.auth.tokens import TokenIssuer
+from app.config import load_settings
 from app.events.envelope import Event, new_event
 from app.events.relay import OutboxRelay
 from app.gateway.connection import CLOSE_TRY_LATER, Connection, TokenBucket
-from app.gateway.frames import BAD_FRAME, TOO_LARGE, UNKNOWN_TYPE, FrameError, Ping, Send, Sync, parse_frame
-from app.gateway.hub import Hub, local_recipients
+from app.gateway.frames import (
+    BAD_FRAME,
+    TOO_LARGE,
+    UNKNOWN_TYPE,
+    FrameError,
+    Ping,
+    Send,
+    Sync,
+    client_message_id_in,
+    parse_frame,
+)
+from app.gateway.hub import Hub, WsLimits, local_recipients
+from app.gateway.signals import SignalPublisher
 from fastapi.testclient import TestClient
 from starlette.testclient import WebSocketTestSession
 
@@ -82,17 +100,38 @@ def set_limits(client: TestClient, **changes: Any) -> None:
     hub.limits = replace(hub.limits, **changes)
 
 
+# Each socket's messages, as a thread of its own receives them (see inbox_of).
+INBOXES: weakref.WeakKeyDictionary[WebSocketTestSession, queue.Queue[dict[str, Any]]] = weakref.WeakKeyDictionary()
+
+
+def inbox_of(ws: WebSocketTestSession) -> queue.Queue[dict[str, Any]]:
+    """The queue of what the gateway sent on ``ws``, filled by a daemon thread that calls ``ws.receive()``.
+
+    The thread ends after the close message, or when the socket's session ends (receive then raises).
+    """
+    inbox = INBOXES.get(ws)
+    if inbox is None:
+        inbox = INBOXES[ws] = queue.Queue()
+
+        def pump(inbox: queue.Queue[dict[str, Any]] = inbox) -> None:
+            try:
+                while True:
+                    message: dict[str, Any] = ws.receive()
+                    inbox.put(message)
+                    if message["type"] == "websocket.close":
+                        return
+            except Exception:  # the test's `with` block closed the socket: nothing more will come
+                return
+
+        threading.Thread(target=pump, name="test-ws-inbox", daemon=True).start()
+    return inbox
+
+
 def next_message(ws: WebSocketTestSession, what: str, seconds: float = WAIT_SECONDS) -> dict[str, Any]:
     """The next ASGI message the gateway sent on this socket (a frame or the close), waiting at most ``seconds``."""
-
-    async def receive() -> dict[str, Any]:
-        with anyio.fail_after(seconds):
-            message: dict[str, Any] = await ws._send_rx.receive()
-            return message
-
     try:
-        return ws.portal.call(receive)
-    except TimeoutError:
+        return inbox_of(ws).get(timeout=seconds)
+    except queue.Empty:
         pytest.fail(f"waiting for {what}: the gateway sent nothing within {seconds:.0f} s")
 
 
@@ -245,6 +284,16 @@ def test_an_absurdly_long_body_is_too_large() -> None:
     assert raised.value.code == TOO_LARGE, f"a body over 10 000 characters must be too_large; got {raised.value.code}"
 
 
+def test_a_refused_send_frame_still_names_its_valid_client_message_id() -> None:
+    too_long = f'{{"type":"send","chat_id":7,"client_message_id":"{A_UUID}","body":"{"x" * 10_001}"}}'
+    assert client_message_id_in(too_long) == uuid.UUID(A_UUID), (
+        "a send refused for its body still has a good client_message_id: the error must be able to name it"
+    )
+    assert client_message_id_in('{"type":"send","client_message_id":"nope"}') is None, "a bad UUID names nothing"
+    assert client_message_id_in(f'{{"type":"edit","client_message_id":"{A_UUID}"}}') is None, "only a send has one"
+    assert client_message_id_in("{not json") is None, "text that is not JSON names nothing"
+
+
 # 07.5 — the bounded outgoing queue -----------------------------------------------------------------------------
 
 
@@ -269,7 +318,7 @@ class FakeSocket:
 def test_a_reader_that_falls_behind_is_closed_with_1013_and_the_queue_never_grows() -> None:
     async def scenario() -> None:
         socket = FakeSocket()
-        connection = Connection(socket, queue_frames=3, send_timeout_seconds=60)
+        connection = Connection(socket, queue_frames=3, queue_bytes=1024, send_timeout_seconds=60)
         accepted = [connection.offer(f"frame {n}") for n in range(10)]  # no writer runs: nothing is taken out
         assert accepted == [True, True, True] + [False] * 7, (
             f"a queue of 3 takes 3 frames and refuses the rest without waiting; got {accepted}"
@@ -291,7 +340,7 @@ def test_a_reader_that_falls_behind_is_closed_with_1013_and_the_queue_never_grow
 def test_a_reader_that_keeps_up_gets_every_frame_in_order() -> None:
     async def scenario() -> None:
         socket = FakeSocket()
-        connection = Connection(socket, queue_frames=2, send_timeout_seconds=60)
+        connection = Connection(socket, queue_frames=2, queue_bytes=1024, send_timeout_seconds=60)
         writer = asyncio.create_task(connection.run_writer())
         for n in range(20):
             assert connection.offer(f"frame {n}"), f"frame {n} must be taken: the writer empties the queue"
@@ -311,7 +360,7 @@ def test_a_client_stuck_on_one_frame_is_dropped_once_its_queue_fills() -> None:
     async def scenario() -> None:
         socket = FakeSocket()
         socket.stalled.set()
-        connection = Connection(socket, queue_frames=4, send_timeout_seconds=60)
+        connection = Connection(socket, queue_frames=4, queue_bytes=1024, send_timeout_seconds=60)
         writer = asyncio.create_task(connection.run_writer())
         offers = 0
         while connection.offer("x") and offers < 100:
@@ -321,6 +370,46 @@ def test_a_client_stuck_on_one_frame_is_dropped_once_its_queue_fills() -> None:
         assert connection.close_code == CLOSE_TRY_LATER, "a stuck client must be closed with 1013"
         writer.cancel()
         await asyncio.gather(writer, return_exceptions=True)
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.exercise("07.5")
+def test_a_reader_whose_queued_frames_pass_the_byte_budget_is_closed_with_1013() -> None:
+    async def scenario() -> None:
+        socket = FakeSocket()
+        connection = Connection(socket, queue_frames=100, queue_bytes=10, send_timeout_seconds=60)
+        assert connection.offer("abcdef"), "6 bytes fit in a budget of 10"
+        assert not connection.offer("ghijkl"), "6 more bytes would make 12, over the budget of 10: refused"
+        assert connection.close_code == CLOSE_TRY_LATER, (
+            f"a queue over its byte budget must close the connection with 1013, like a full queue; "
+            f"got {connection.close_code}"
+        )
+        assert connection.queued_bytes == 0, "the frames of a client that is being dropped are dropped at once"
+        await asyncio.wait_for(connection.run_writer(), 5)
+        assert socket.sent == [] and socket.closed is not None and socket.closed[0] == CLOSE_TRY_LATER, (
+            f"nothing more is sent, and the socket is closed with 1013; sent {socket.sent}, closed {socket.closed}"
+        )
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.exercise("07.5")
+def test_bytes_are_counted_in_utf8_and_freed_once_sent() -> None:
+    async def scenario() -> None:
+        socket = FakeSocket()
+        connection = Connection(socket, queue_frames=100, queue_bytes=10, send_timeout_seconds=60)
+        assert connection.offer("ééé"), "3 characters of 2 bytes each are 6 bytes: they fit in 10"
+        assert connection.queued_bytes == 6, f"'ééé' is 6 bytes of UTF-8; counted {connection.queued_bytes}"
+        writer = asyncio.create_task(connection.run_writer())
+        for n in range(20):
+            await asyncio.sleep(0)  # the writer sends what is queued
+            assert connection.offer(f"frame {n:02d}"[:8]), f"frame {n}: sent frames must give their bytes back"
+        connection.close(1000, "done")
+        await asyncio.wait_for(writer, 5)
+        assert len(socket.sent) == 21 and connection.queued_bytes == 0, (
+            f"every frame is sent and no byte stays counted; sent {len(socket.sent)}, {connection.queued_bytes} left"
+        )
 
     asyncio.run(scenario())
 
@@ -387,6 +476,8 @@ def test_a_valid_auth_frame_gets_ready_with_the_user_and_limits(gateway: TestCli
         ready = until(ws, lambda _: True, "the ready frame")
     assert ready["type"] == "ready" and ready["user_id"] == user_id, f"ready must name the user; got {ready}"
     assert ready["limits"]["max_frame_bytes"] == 65536, "ready must tell the client the frame size limit"
+    assert ready["limits"]["outgoing_queue_bytes"] == 4 * 1024 * 1024, "ready must tell the outgoing byte budget"
+    assert ready["limits"]["sync_max_bytes"] == 1024 * 1024, "ready must tell how big a sync answer may get"
 
 
 def test_a_token_in_the_url_is_refused(gateway: TestClient) -> None:
@@ -479,7 +570,7 @@ def test_edits_and_deletes_are_pushed(
     assert ack == {"type": "ack", "ref": "e", "for": "edit", "chat_id": chat_id, "seq": seq}, f"edit ack: {ack}"
     assert edited["message"]["body"] == "fixed" and edited["message"]["edited_at"], f"edited push: {edited}"
     assert deleted["message"]["body"] == "" and deleted["message"]["deleted_at"], f"deleted push: {deleted}"
-    assert refused["code"] in {"forbidden", "not_found"}, f"B may not edit A's message; got {refused}"
+    assert refused["code"] == "forbidden", f"B is a member but not the author: editing must be forbidden; got {refused}"
 
 
 def test_read_receipts_and_typing_reach_the_other_member(
@@ -652,3 +743,251 @@ def test_a_stranger_gets_not_found_everywhere_and_none_of_the_pushes(
         until(a, of_type("read", chat_id=chat_id), "B's read receipt pushed to A")
         leaked = frames_until_pong(c, "after")
     assert leaked == [], f"C must receive nothing of the chat of A and B; C received {leaked}"
+
+
+def test_an_error_about_a_send_names_its_message_even_when_the_frame_was_refused(
+    gateway: TestClient, pair: tuple[tuple[int, str], tuple[int, str], int]
+) -> None:
+    (_, a_token), _, chat_id = pair
+    client_message_id = str(uuid.uuid4())
+    with signed_in(gateway, a_token) as ws:
+        ws.send_json({"type": "send", "ref": "big", "chat_id": chat_id, "client_message_id": client_message_id,
+                      "body": "x" * 10_001})  # fmt: skip
+        refused = until(ws, of_type("error", ref="big"), "the refusal of a body over 10 000 characters")
+        ws.send_json({"type": "send", "ref": "bad", "chat_id": chat_id, "client_message_id": "nope", "body": "x"})
+        bad_id = until(ws, of_type("error", ref="bad"), "the refusal of a send with a bad client_message_id")
+    assert refused["code"] == "too_large" and refused.get("client_message_id") == client_message_id, (
+        f"a send refused for its body must still name its (valid) client_message_id; got {refused}"
+    )
+    assert "client_message_id" not in bad_id, f"an invalid client_message_id is not echoed; got {bad_id}"
+
+
+def test_sync_answers_stop_at_the_byte_limit_and_say_there_is_more(
+    gateway: TestClient, pair: tuple[tuple[int, str], tuple[int, str], int]
+) -> None:
+    (_, a_token), (_, b_token), chat_id = pair
+    seqs = [rest_send(gateway, a_token, chat_id, f"{n} " + "y" * 1000) for n in range(1, 7)]
+    set_limits(gateway, sync_max_bytes=3000)  # room for 2 messages of about 1.2 KB, not 3
+    with signed_in(gateway, b_token) as b:
+        got: list[int] = []
+        sizes: list[int] = []
+        after, rounds = 0, 0
+        while rounds < 10:
+            rounds += 1
+            b.send_json({"type": "sync", "ref": f"y{rounds}", "chat_id": chat_id, "after_seq": after})
+            answer = until(b, of_type("messages", ref=f"y{rounds}"), "the answer to sync")
+            got += [message["seq"] for message in answer["messages"]]
+            sizes.append(len(answer["messages"]))
+            if not answer["has_more"]:
+                break
+            after = answer["messages"][-1]["seq"]
+    assert got == seqs, f"paging by has_more must return every message once, in order: {seqs}; got {got}"
+    assert max(sizes) == 2, f"each answer holds as many messages as fit in 3000 bytes (2 here); got {sizes}"
+
+
+def count_list_chats(gateway: TestClient, monkeypatch: pytest.MonkeyPatch, *, fail: bool = False) -> list[int]:
+    """Count the gateway's ListChats calls from now on (the user id of each); ``fail`` makes each one fail."""
+    chats = gateway.app.state.gateway.chats  # type: ignore[attr-defined]
+    original = chats.list_chats
+    calls: list[int] = []
+
+    async def list_chats(user_id: int) -> Any:
+        calls.append(user_id)
+        if fail:
+            metadata = grpc.aio.Metadata()
+            raise grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, metadata, metadata, details="chat service down")
+        return await original(user_id)
+
+    monkeypatch.setattr(chats, "list_chats", list_chats)
+    return calls
+
+
+def test_typing_in_a_chat_that_is_not_yours_does_not_reload_your_chats_every_time(
+    gateway: TestClient, pair: tuple[tuple[int, str], tuple[int, str], int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, _, chat_id = pair
+    _, c_token = sign_up(gateway, "carol")
+    calls = count_list_chats(gateway, monkeypatch)
+    with signed_in(gateway, c_token) as c:
+        for n in range(10):
+            c.send_json({"type": "typing", "ref": f"t{n}", "chat_id": chat_id})
+            answer = until(c, of_type("error", ref=f"t{n}"), f"the refusal of typing {n}")
+            assert answer["code"] == "not_found", f"C is not in the chat: not_found; got {answer}"
+    assert 1 <= len(calls) <= 2, (
+        f"10 typing frames for someone else's chat must not each ask the chat service for C's chats again "
+        f"(one load on connecting, at most one reload); it was asked {len(calls)} times"
+    )
+
+
+def test_a_read_mark_over_rest_succeeds_even_if_the_read_receipt_cannot_be_sent(
+    gateway: TestClient, pair: tuple[tuple[int, str], tuple[int, str], int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (_, a_token), _, chat_id = pair
+    seq = rest_send(gateway, a_token, chat_id, "hello")
+    calls = count_list_chats(gateway, monkeypatch, fail=True)
+    response = gateway.post(f"{API}/chats/{chat_id}/read", json={"seq": seq}, headers=bearer(a_token))
+    assert calls, "the receipt needs the other member: the gateway asks the chat service (which fails here)"
+    assert response.status_code < 300, (
+        f"the read mark was stored: a receipt that cannot be sent must not make it an error; "
+        f"got {response.status_code} {response.text}"
+    )
+
+
+def test_no_ready_frame_when_the_chats_cannot_be_loaded(gateway: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, token = sign_up(gateway, "alice")
+    count_list_chats(gateway, monkeypatch, fail=True)
+    with gateway.websocket_connect("/ws") as ws:
+        ws.send_json({"type": "auth", "ref": "hello", "token": token})
+        first = next_message(ws, "the answer to the auth frame")
+    assert first["type"] == "websocket.close", (
+        f"a connection whose chats cannot be loaded is not ready: it must be closed, with no ready frame; got {first}"
+    )
+    assert first.get("code") == 1013, f"the chat service is down: close with 1013 (try again later); got {first}"
+
+
+def test_a_socket_is_closed_with_4401_when_its_token_expires(gateway: TestClient) -> None:
+    user_id, _ = sign_up(gateway, "alice")
+    settings = hub_of(gateway)._settings
+    short = settings.model_copy(update={"jwt": settings.jwt.model_copy(update={"access_ttl_seconds": 2})})
+    token = TokenIssuer.from_settings(short).issue(user_id).token
+    with signed_in(gateway, token) as ws:
+        code, reason = close_of(ws, "the close at the token's expiry (2 s)")
+    assert code == 4401 and "expired" in reason, (
+        f"a socket must not outlive its token: at exp it is closed with 4401 'token expired'; got {code} {reason!r}"
+    )
+
+
+# The hub on its own (no services): presence writes and shutdown order ------------------------------------------
+
+
+class FakeChats:
+    """Every user has one chat, id 1, with user 99."""
+
+    async def list_chats(self, user_id: int) -> list[Any]:
+        return [type("Summary", (), {"chat_id": 1, "other_user_id": 99})()]
+
+
+class FakePresence:
+    """Who is online, as the writes left it; ``hold`` makes the next heartbeat of that user wait for ``release``."""
+
+    def __init__(self) -> None:
+        self.online: set[int] = set()
+        self.offline_writes: list[int] = []
+        self.hold: int | None = None
+        self.slow_offline = False  # an offline write that takes a while, as over a network
+        self.held = threading.Event()
+        self.release = threading.Event()
+
+    def heartbeat(self, user_id: int) -> None:
+        if user_id == self.hold:
+            self.held.set()
+            self.release.wait(WAIT_SECONDS)
+        self.online.add(user_id)
+
+    def disconnect(self, user_id: int) -> None:
+        if self.slow_offline:
+            time.sleep(0.2)
+        self.online.discard(user_id)
+        self.offline_writes.append(user_id)
+
+    def online_among(self, user_ids: Any) -> set[int]:
+        return self.online & set(user_ids)
+
+
+class FakePublisher:
+    def __init__(self) -> None:
+        self.topics: list[str] = []
+
+    def publish(self, event: Event) -> None:
+        self.topics.append(event.topic)
+
+
+def offline_hub(presence: FakePresence) -> tuple[Hub, FakePublisher]:
+    """A hub that is never started: no broker; its signals are recorded."""
+    hub = Hub(load_settings(), chats=FakeChats(), presence=presence, limits=WsLimits())  # type: ignore[arg-type]
+    publisher = FakePublisher()
+    hub.signals = publisher  # type: ignore[assignment]
+    return hub, publisher
+
+
+def fake_connection() -> tuple[Connection, FakeSocket]:
+    socket = FakeSocket()
+    return Connection(socket, queue_frames=16, queue_bytes=4096, send_timeout_seconds=5), socket
+
+
+def test_a_heartbeat_round_never_marks_online_a_user_who_left_during_it() -> None:
+    async def scenario() -> None:
+        presence = FakePresence()
+        hub, _ = offline_hub(presence)
+        first, _ = fake_connection()
+        second, _ = fake_connection()
+        await hub.connect(1, first, "ready")
+        await hub.connect(2, second, "ready")
+        presence.hold = 1  # the round's write for user 1 waits: user 2 leaves meanwhile
+        heartbeats = asyncio.create_task(hub.heartbeat_connected())
+        assert await asyncio.to_thread(presence.held.wait, WAIT_SECONDS), "the heartbeat round must write user 1"
+        hub.disconnect(second)
+        presence.release.set()
+        await asyncio.wait_for(heartbeats, WAIT_SECONDS)
+        hub.disconnect(first)
+        await asyncio.wait_for(hub.stop(), WAIT_SECONDS)  # waits for the offline writes
+        assert presence.offline_writes.count(2) == 1, f"user 2's offline write must be done; {presence.offline_writes}"
+        assert 2 not in presence.online, (
+            "user 2 disconnected during the heartbeat round: the round must not write them online again "
+            "(they would look online for a whole presence TTL)"
+        )
+
+    asyncio.run(scenario())
+
+
+def test_stop_closes_sockets_with_1001_and_waits_for_their_offline_writes() -> None:
+    async def scenario() -> None:
+        presence = FakePresence()
+        presence.slow_offline = True
+        hub, publisher = offline_hub(presence)
+        connection, socket = fake_connection()
+        await hub.connect(7, connection, "ready")
+
+        async def endpoint() -> None:  # what /ws does: write until closed, then leave the hub
+            await connection.run_writer()
+            await asyncio.sleep(0.01)
+            hub.disconnect(connection)
+
+        task = asyncio.create_task(endpoint())
+        await asyncio.wait_for(hub.stop(), WAIT_SECONDS)
+        assert socket.closed is not None and socket.closed[0] == 1001, (
+            f"stopping the gateway closes every socket with 1001 (going away); got {socket.closed}"
+        )
+        assert presence.offline_writes == [7], (
+            f"stop must wait for the endpoints to leave and for their offline writes before it returns "
+            f"(the Redis client is closed right after); offline writes done: {presence.offline_writes}"
+        )
+        assert publisher.topics.count("signal.presence") == 2, (
+            f"the user's contacts must be told: online, then offline; signals: {publisher.topics}"
+        )
+        await task
+
+    asyncio.run(scenario())
+
+
+def test_the_signal_publisher_sends_what_is_pending_before_it_stops(stack_settings: Any) -> None:
+    rabbitmq = stack_settings.rabbitmq
+    publisher = SignalPublisher(rabbitmq.url, rabbitmq.exchange, name="test-signals-out")
+    stop = threading.Event()
+    thread = threading.Thread(target=publisher.run_forever, args=(stop,), name="test-signals-out", daemon=True)
+    thread.start()
+    try:
+        publisher.publish(new_event("signal.typing", {"audience": [1], "frame": {"type": "typing"}}))
+        deadline = time.monotonic() + WAIT_SECONDS
+        while publisher.published < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)  # a bounded wait for the thread to connect
+        assert publisher.published == 1, "the publisher must connect to RabbitMQ and publish a first signal"
+        for n in range(300):
+            publisher.publish(new_event("signal.presence", {"audience": [n], "frame": {"type": "presence"}}))
+    finally:
+        stop.set()
+        thread.join(WAIT_SECONDS)
+    assert publisher.published == 301, (
+        f"signals published just before the stop (the last users' offline presence) must still be sent; "
+        f"sent {publisher.published} of 301"
+    )
