@@ -29,6 +29,7 @@ from workbook.messenger import MigrationFailed, Ports, up
 from workbook.processes import PortTaken, ProcessFailed, ProcessRunner
 
 FIX = "start the services with `python -m workbook services up`"
+E2E_REDIS_DB = 10
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -49,9 +50,10 @@ def with_redis_db(url: str, number: int) -> str:
 def running_app(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
     base = load_settings()
     run_id = f"e2e_{os.getpid()}"
-    # Redis has databases 0-15; the app uses 0. A number from the pid keeps two runs apart, and FLUSHDB at the
-    # start removes what an earlier run with the same number left (presence, rate-limit counters).
-    redis_url = with_redis_db(base.redis.url, 1 + os.getpid() % 15)
+    # Redis has databases 0-15, each with an owner: the app 0, notebook 07 8, the stage tests 9, these tests 10,
+    # the WebSocket benchmark 14. This app lives until the session ends, while the stage tests run, so it must
+    # not share theirs. FLUSHDB at the start removes what an earlier run left (presence, rate-limit counters).
+    redis_url = with_redis_db(base.redis.url, E2E_REDIS_DB)
     exchange = f"{run_id}.events"
     app_root = Path(request.config.getoption("app_root")).resolve()
     env = {
