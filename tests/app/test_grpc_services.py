@@ -532,3 +532,33 @@ def test_every_message_event_names_both_members_of_the_chat(settings: Settings, 
         assert payload.get("members") == [low, high], (
             f"the {topic} event of chat {chat_id} must name its members [{low}, {high}]; its payload is {payload}"
         )
+
+
+def test_an_outsider_gets_not_found_from_every_chat_call_and_changes_nothing(
+    settings: Settings, auth_database: str
+) -> None:
+    """Membership over gRPC, call by call (the stage 08 tests cover History and SendMessage; here: all of them)."""
+    alice, bob, carol = 3, 5, 8
+
+    async def scenario() -> dict[str, grpc.StatusCode]:
+        async with chat_channel(auth_settings(settings, auth_database)) as channel:
+            client = ChatClient(channel, deadline_seconds=DEADLINE)
+            chat = await client.open_chat(alice, bob)
+            await client.send_message(alice, chat.id, uuid.uuid4(), "for bob only")
+            calls = {
+                "History": client.history(carol, chat.id),
+                "History after a seq": client.history(carol, chat.id, after_seq=0),
+                "SendMessage": client.send_message(carol, chat.id, uuid.uuid4(), "let me in"),
+                "EditMessage": client.edit_message(carol, chat.id, 1, "rewritten"),
+                "DeleteMessage": client.delete_message(carol, chat.id, 1),
+                "MarkRead": client.mark_read(carol, chat.id, 1),
+            }
+            return {name: await status_of(call) for name, call in calls.items()}
+
+    codes = asyncio.run(scenario())
+    assert codes == dict.fromkeys(codes, grpc.StatusCode.NOT_FOUND), f"an outsider gets NOT_FOUND from each: {codes}"
+    with psycopg.connect(auth_database) as connection:
+        messages = connection.execute("SELECT seq, body, edited_at, deleted_at FROM chat.messages").fetchall()
+        marks = connection.execute("SELECT user_id FROM chat.read_state WHERE user_id = %s", (carol,)).fetchall()
+    assert messages == [(1, "for bob only", None, None)], f"the outsider changed nothing: {messages}"
+    assert marks == [], "the outsider got no read mark in the chat"
