@@ -10,12 +10,16 @@ exchange of their own. The clients run in this process, on one asyncio loop.
 For each N: N users in N/2 private chats (made straight in the database, with tokens signed by the app's key:
 registering a thousand users through Argon2 would measure Argon2), each client connected and authenticated.
 Then one sender of each chat sends in turn, at a fixed total rate. A message counts as delivered when the
-OTHER member's socket receives its ``message.created`` push; its latency is from the moment the send frame was
-written to that moment. The path measured is the whole one: the WebSocket frame, the gateway, gRPC, the chat
-service's PostgreSQL transaction, the outbox relay's poll, RabbitMQ, the gateway node's queue, the push.
+OTHER member's socket receives its ``message.created`` push; its latency is from the moment the schedule said
+to send it to that moment. The path measured is the whole one: the WebSocket frame, the gateway, gRPC, the chat
+service's PostgreSQL transaction, the outbox relay (woken by NOTIFY), RabbitMQ, the gateway node's queue, the push.
 
 Reported per N: messages sent, acked, delivered, delivered per second, latency p50/p95/p99, and the gateway's
-resident memory per connected client (its RSS with N idle clients connected, minus its RSS before any, over N).
+resident memory per connected client (its RSS with N idle clients connected, minus its RSS before any, over N;
+each N gets a fresh app, warmed up by one chat of two before the first reading). Latency counts from when each
+message was due by the schedule, so a client that falls behind cannot hide the delay; the achieved send rate and
+the duplicate pushes are reported too.
+
 It writes bench/results/websocket.json and prints a Markdown table. Not a test: the numbers depend on the
 machine, and the clients share its two cores with the app.
 """
@@ -61,7 +65,7 @@ from workbook.paths import REPO_ROOT
 from workbook.processes import ProcessRunner
 
 RESULTS = REPO_ROOT / "bench" / "results" / "websocket.json"
-REDIS_DB = 14  # the app uses 0, the end-to-end tests 1-15 by pid: 14 is ours while the benchmark runs
+REDIS_DB = 14  # the app uses 0, notebook 07 8, the stage tests 9, the end-to-end tests 10: 14 is ours
 CONNECT_BATCH = 50  # clients connecting at once: a thousand at the same instant would measure the accept queue
 SETTLE_SECONDS = 3.0  # after the last send: pushes still on their way
 ANSWER_SECONDS = 30.0
@@ -92,7 +96,9 @@ class Row:
     rate_per_s: int
     seconds: float
     sent: int
+    sent_per_s: float  # achieved: below rate_per_s when the clients could not keep the schedule
     acked: int
+    duplicates: int
     delivered: int
     delivered_per_s: float
     p50_ms: float
@@ -117,6 +123,7 @@ class Measurement:
         self.sent_at: dict[str, float] = {}
         self.latencies: list[float] = []
         self.acked = 0
+        self.duplicates = 0
         self.errors: list[dict[str, Any]] = []
         self.last_delivery = 0.0
 
@@ -127,8 +134,12 @@ class Measurement:
             if kind == "message.created":
                 message = frame["message"]
                 if message["sender_id"] != client.user_id:
-                    sent = self.sent_at.get(message["client_message_id"])
-                    if sent is not None:
+                    # pop: a second push of the same message (delivery is at least once) is a duplicate, and
+                    # must neither count as a delivery nor add a latency.
+                    sent = self.sent_at.pop(message["client_message_id"], None)
+                    if sent is None:
+                        self.duplicates += 1
+                    else:
                         now = time.perf_counter()
                         self.latencies.append(now - sent)
                         self.last_delivery = now
@@ -212,6 +223,19 @@ async def connect(ws_url: str, token: str) -> ClientConnection:
             raise RuntimeError(f"the gateway refused a client: {frame}")
 
 
+async def warm_up(ws_url: str, issuer: TokenIssuer, postgres_url: str) -> None:
+    """One chat, one message, both sockets closed: the gateway's one-time costs are paid before memory is read."""
+    (sender, chat_id), (receiver, _) = make_users_and_chats(postgres_url, 2)
+    sockets = [await connect(ws_url, issuer.issue(user_id).token) for user_id in (sender, receiver)]
+    frame = {"type": "send", "chat_id": chat_id, "client_message_id": str(uuid.uuid4()), "body": "warm-up"}
+    await sockets[0].send(json.dumps(frame))
+    while json.loads(await asyncio.wait_for(sockets[1].recv(), ANSWER_SECONDS))["type"] != "message.created":
+        pass
+    for socket_ in sockets:
+        await socket_.close()
+    await asyncio.sleep(0.5)
+
+
 async def run_one(
     clients_wanted: int,
     rate: int,
@@ -222,6 +246,7 @@ async def run_one(
     gateway_pid: int,
 ) -> Row:
     placed = make_users_and_chats(postgres_url, clients_wanted)
+    await warm_up(ws_url, issuer, postgres_url)
     rss_idle = rss_bytes(gateway_pid)
     clients: list[Client] = []
     for start in range(0, len(placed), CONNECT_BATCH):
@@ -243,11 +268,14 @@ async def run_one(
             await asyncio.sleep(delay)
         sender = senders[n % len(senders)]
         client_message_id = str(uuid.uuid4())
-        measurement.sent_at[client_message_id] = time.perf_counter()
+        # Latency counts from when the message was DUE, not from when this loop got round to it: a client that
+        # falls behind its schedule must not hide the delay from the numbers (coordinated omission).
+        measurement.sent_at[client_message_id] = started + n / rate
         frame = {"type": "send", "chat_id": sender.chat_id, "client_message_id": client_message_id, "body": f"m{n}"}
         await sender.socket.send(json.dumps(frame))
+    sending_seconds = time.perf_counter() - started
     deadline = time.perf_counter() + SETTLE_SECONDS + seconds
-    while len(measurement.latencies) < total and time.perf_counter() < deadline:
+    while measurement.sent_at and time.perf_counter() < deadline:
         await asyncio.sleep(0.1)
     for client in clients:
         await client.socket.close()
@@ -264,7 +292,9 @@ async def run_one(
         rate_per_s=rate,
         seconds=seconds,
         sent=total,
+        sent_per_s=round(total / sending_seconds, 1),
         acked=measurement.acked,
+        duplicates=measurement.duplicates,
         delivered=len(latencies_ms),
         delivered_per_s=round(len(latencies_ms) / elapsed, 1),
         p50_ms=round(percentile(latencies_ms, 0.50), 1),
@@ -278,13 +308,14 @@ async def run_one(
 
 def table(rows: list[Row]) -> str:
     lines = [
-        "| clients | sent (rate × s) | acked | delivered | delivered/s | p50 ms | p95 ms | p99 ms | gateway KiB per client |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| clients | sent (rate × s) | sent/s | acked | delivered | duplicates | delivered/s | p50 ms | p95 ms | p99 ms"
+        " | gateway KiB per client |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows:
         lines.append(
-            f"| {row.clients} | {row.sent} ({row.rate_per_s} × {row.seconds:g}) | {row.acked} | {row.delivered}"
-            f" | {row.delivered_per_s} | {row.p50_ms} | {row.p95_ms} | {row.p99_ms} | {row.gateway_kib_per_client} |"
+            f"| {row.clients} | {row.sent} ({row.rate_per_s} × {row.seconds:g}) | {row.sent_per_s} | {row.acked}"
+            f" | {row.delivered} | {row.duplicates} | {row.delivered_per_s} | {row.p50_ms} | {row.p95_ms} | {row.p99_ms} | {row.gateway_kib_per_client} |"
         )
     return "\n".join(lines)
 
@@ -301,22 +332,21 @@ def main() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
 
     rows: list[Row] = []
-    with (
-        tempfile.TemporaryDirectory(prefix="bench-ws-") as workdir,
-        running_app(Path(workdir)) as (
-            settings,
-            ports,
-            runner,
-            postgres_url,
-        ),
-    ):
-        keys = key_pair(Path(workdir), settings)
-        private_key = load_pem_private_key(keys.private_pem.encode(), password=None)
-        assert isinstance(private_key, Ed25519PrivateKey)
-        issuer = TokenIssuer(private_key, issuer=settings.jwt.issuer, audience=settings.jwt.audience, ttl_seconds=3600)
-        gateway_pid = next(record.pid for record in runner.records() if record.name == "gateway")
-        ws_url = f"ws://127.0.0.1:{ports.http}/ws"
-        for count in arguments.clients:
+    for count in arguments.clients:
+        # A fresh app for each N: the gateway's memory per client must not depend on what an earlier N left in
+        # its heap, nor include the one-time cost of its first connections.
+        with (
+            tempfile.TemporaryDirectory(prefix="bench-ws-") as workdir,
+            running_app(Path(workdir)) as (settings, ports, runner, postgres_url),
+        ):
+            keys = key_pair(Path(workdir), settings)
+            private_key = load_pem_private_key(keys.private_pem.encode(), password=None)
+            assert isinstance(private_key, Ed25519PrivateKey)
+            issuer = TokenIssuer(
+                private_key, issuer=settings.jwt.issuer, audience=settings.jwt.audience, ttl_seconds=3600
+            )
+            gateway_pid = next(record.pid for record in runner.records() if record.name == "gateway")
+            ws_url = f"ws://127.0.0.1:{ports.http}/ws"
             print(f"N = {count}: connecting, then {arguments.rate} messages/s for {arguments.seconds:g} s …")
             row = asyncio.run(
                 run_one(count, arguments.rate, arguments.seconds, ws_url, issuer, postgres_url, gateway_pid)

@@ -17,7 +17,8 @@ or a learner's exercises/ (``--app-root exercises``), mounted as the package ``a
 **One key pair for all of them.** Tokens are signed by auth and verified by the others, so every process must
 know the same key. Unless the settings give a signing key already, an Ed25519 pair is made once and kept in
 the state directory (the private key readable by its owner only, 0600). Only auth receives the private key;
-the others receive the public key, and the private key is removed from their environment.
+the others receive the public key, and their ``APP_JWT__SIGNING_KEY`` is set empty, which also hides a key kept
+in ``.env`` from them (the environment beats .env).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from reference_app.auth.tokens import load_signing_key, private_key_pem, public_key_pem
 from reference_app.config import Settings, env_var_name, load_settings
@@ -83,16 +85,25 @@ def key_pair(state_dir: Path, settings: Settings) -> KeyPair:
     if settings.jwt.signing_key is not None:
         key = load_signing_key(settings.jwt, settings.env)
         return KeyPair(settings.jwt.signing_key.get_secret_value(), public_key_pem(key.public_key()))
-    private_file, public_file = state_dir / SIGNING_KEY_FILE, state_dir / PUBLIC_KEY_FILE
+    private_file = state_dir / SIGNING_KEY_FILE
     if not private_file.exists():
         state_dir.mkdir(parents=True, exist_ok=True)
         key = Ed25519PrivateKey.generate()
-        # Created with mode 0600 from the first byte: never readable by others, not even for a moment.
-        descriptor = os.open(private_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        # Written to a temporary file created with mode 0600 from the first byte (never readable by others, not
+        # even for a moment), then renamed into place: an interrupted run leaves no half-written key behind.
+        partial = private_file.with_name(f".{SIGNING_KEY_FILE}.{os.getpid()}")
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "w") as sink:
             sink.write(private_key_pem(key))
-        public_file.write_text(public_key_pem(key.public_key()))
-    return KeyPair(private_file.read_text(), public_file.read_text())
+        os.replace(partial, private_file)
+    private_pem = private_file.read_text()
+    stored = load_pem_private_key(private_pem.encode(), password=None)
+    if not isinstance(stored, Ed25519PrivateKey):
+        raise ValueError(f"{private_file} does not hold an Ed25519 private key; delete it to make a new pair")
+    # The public half is derived, never read from a second file that could disagree with it.
+    public_pem = public_key_pem(stored.public_key())
+    state_dir.joinpath(PUBLIC_KEY_FILE).write_text(public_pem)  # for people and tools that want to see it
+    return KeyPair(private_pem, public_pem)
 
 
 def launch(app_root: Path, module: str, *arguments: str) -> list[str]:
@@ -109,7 +120,9 @@ def app_processes(
     def verifier(name: str, module: str, readiness: Readiness, *arguments: str) -> ProcessSpec:
         """A process that only verifies tokens: the public key, and never the private one."""
         command = launch(app_root, module, *arguments)
-        return ProcessSpec(name, command, readiness, env=common, drop_env=(SIGNING_KEY_VARIABLE,), cwd=REPO_ROOT)
+        # Set to empty, not only left out: the environment beats .env, so a key kept in .env stays out too.
+        env = {**common, SIGNING_KEY_VARIABLE: ""}
+        return ProcessSpec(name, command, readiness, env=env, cwd=REPO_ROOT)
 
     signer = {**common, SIGNING_KEY_VARIABLE: keys.private_pem}
     return [

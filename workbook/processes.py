@@ -91,7 +91,6 @@ class ProcessSpec:
     command: Sequence[str]
     readiness: Readiness
     env: Mapping[str, str] = field(default_factory=dict)  # on top of the runner's own environment
-    drop_env: Sequence[str] = ()  # variables of the runner's environment this process must NOT see
     cwd: Path | None = None
 
     def port(self) -> int | None:
@@ -230,8 +229,7 @@ class ProcessRunner:
 
     def _spawn(self, spec: ProcessSpec) -> Record:
         log = self.log_path(spec.name)
-        env = {key: value for key, value in os.environ.items() if key not in spec.drop_env}
-        env.update(spec.env)
+        env = {**os.environ, **spec.env}
         env["PYTHONUNBUFFERED"] = "1"  # lines reach the log as they are written, not when a buffer fills
         now = datetime.now(UTC).isoformat(timespec="seconds")
         with log.open("ab") as sink:
@@ -301,7 +299,9 @@ class ProcessRunner:
         """Stop every recorded process, the last started first; return the names of those that needed SIGKILL."""
         killed = []
         for record in reversed(self.records()):
-            if self.is_running(record) and not self._stop_group(record):
+            # The group too: a leader that died may have left children in it.
+            alive = self.is_running(record) or _group_alive(record.pid)
+            if alive and not self._stop_group(record):
                 killed.append(record.name)
         if self.state_file.exists():
             self.state_file.unlink()

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 from dotenv import dotenv_values
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 CONFIG_DIR = Path(__file__).parent
@@ -103,6 +103,12 @@ class JwtSettings(Section):
     audience: str = "messenger"
     access_ttl_seconds: int = Field(default=900, gt=0)
     refresh_ttl_seconds: int = Field(default=30 * 24 * 3600, gt=0)
+
+    @field_validator("signing_key", "public_key", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """``APP_JWT__SIGNING_KEY=`` means "no key": how a process is told to ignore a key that .env holds."""
+        return None if value == "" else value
 
 
 LogLevel = Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"]

@@ -154,6 +154,10 @@ class OutboxRelay:
                         break
             except PublishRefused as error:
                 logger.warning("{}: {}; trying again in {} s", self.name, error, self._poll_seconds)
+                # A full poll interval, not until the next NOTIFY: in a busy chat that comes at once, and the
+                # relay would hammer a broker that is refusing with the same rows.
+                broker.process_data_events(time_limit=self._poll_seconds)
+                continue
             # Answer the broker's heartbeats, and notice at once if it closed the connection.
             broker.process_data_events(time_limit=0)
             wait_for_outbox(db, self._poll_seconds)

@@ -39,6 +39,16 @@ def test_an_ordinary_bad_value_is_shown_to_help(monkeypatch: pytest.MonkeyPatch)
     assert "not-a-port" in str(error.value)
 
 
+def test_an_empty_signing_key_in_the_environment_hides_the_one_in_dotenv(
+    clean_environment: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """How the runner keeps the private key away from the services that only verify tokens."""
+    (clean_environment / ".env").write_text("APP_JWT__SIGNING_KEY=a-private-key-kept-in-dotenv\n")
+    assert load_settings().jwt.signing_key is not None, "without an override, .env's key is read"
+    monkeypatch.setenv("APP_JWT__SIGNING_KEY", "")
+    assert load_settings().jwt.signing_key is None, "an empty variable means no key, and it beats .env"
+
+
 def test_other_tools_lines_in_dotenv_are_left_alone(clean_environment: Path) -> None:
     (clean_environment / ".env").write_text("COMPOSE_PROJECT_NAME=messenger\nAPP_HTTP__PORT=8100\n")
     assert load_settings().http.port == 8100

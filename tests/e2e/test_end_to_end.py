@@ -114,6 +114,9 @@ async def conversation(app: RunningApp, ada: User, linus: User, chat_id: int) ->
         missed = [(await ada_ws.send(f"while you were away {number}"))["seq"] for number in range(3)]
         assert missed == [reply["seq"] + 1, reply["seq"] + 2, reply["seq"] + 3]
 
+        # Once Ada's own push of the last one arrived, every push of these has been handed out: none can reach
+        # Linus's new socket and make the sync below look short.
+        await ada_ws.wait_for_seq(missed[-1])
         # Linus comes back and asks for everything after the last message he has: exactly the missed ones.
         await linus_ws.connect()
         caught_up = await linus_ws.sync()
