@@ -32,49 +32,31 @@ import json
 import os
 import platform
 import resource
-import socket
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import pika
 import psycopg
-import redis
 import websockets
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
-from pymongo import MongoClient
 from websockets.asyncio.client import ClientConnection
 
 from reference_app.auth.passwords import PasswordHashing
 from reference_app.auth.tokens import TokenIssuer
-from reference_app.config import Settings, load_settings
-from reference_app.events.__main__ import notifier_queue
-from reference_app.events.topology import delete_notifier_queue
-from workbook.databases import throwaway_database
-from workbook.messenger import Ports, key_pair, up
+from workbook.isolated import REDIS_DB_BENCHMARK, isolated_app
+from workbook.messenger import key_pair
 from workbook.paths import REPO_ROOT
-from workbook.processes import ProcessRunner
 
 RESULTS = REPO_ROOT / "bench" / "results" / "websocket.json"
-REDIS_DB = 14  # the app uses 0, notebook 07 8, the stage tests 9, the end-to-end tests 10: 14 is ours
 CONNECT_BATCH = 50  # clients connecting at once: a thousand at the same instant would measure the accept queue
 SETTLE_SECONDS = 3.0  # after the last send: pushes still on their way
 ANSWER_SECONDS = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def rss_bytes(pid: int) -> int:
@@ -147,44 +129,6 @@ class Measurement:
                 self.acked += 1
             elif kind == "error":
                 self.errors.append(frame)
-
-
-@contextmanager
-def running_app(workdir: Path) -> Iterator[tuple[Settings, Ports, ProcessRunner, str]]:
-    """The app's six processes on free ports, with data of their own; everything removed afterwards."""
-    base = load_settings()
-    run_id = f"bench_ws_{os.getpid()}"
-    redis_url = urlunsplit(urlsplit(base.redis.url)._replace(path=f"/{REDIS_DB}"))
-    exchange = f"{run_id}.events"
-    ports = Ports(http=free_port(), auth=free_port(), chat=free_port(), content=free_port())
-    with ExitStack() as cleanup:
-        postgres_url = cleanup.enter_context(throwaway_database(base.postgres.url, run_id))
-        redis.Redis.from_url(redis_url).flushdb()
-        cleanup.callback(remove_broker_and_mongo_leftovers, base, run_id, exchange)
-        runner = ProcessRunner(workdir)
-        cleanup.callback(runner.stop)
-        env = {
-            "APP_POSTGRES__URL": postgres_url,
-            "APP_MONGO__DATABASE": run_id,
-            "APP_RABBITMQ__EXCHANGE": exchange,
-            "APP_REDIS__URL": redis_url,
-            "APP_REDIS__SEND_RATE_LIMIT": "1000000",  # the per-user limit is not what is measured here
-            "APP_LOG__LEVEL": "WARNING",
-        }
-        up(REPO_ROOT / "reference_app", state_dir=workdir, ports=ports, env=env, runner=runner)
-        yield base, ports, runner, postgres_url
-
-
-def remove_broker_and_mongo_leftovers(settings: Settings, mongo_database: str, exchange: str) -> None:
-    with MongoClient(settings.mongo.url, serverSelectionTimeoutMS=5000) as client:
-        client.drop_database(mongo_database)
-    connection = pika.BlockingConnection(pika.URLParameters(settings.rabbitmq.url))
-    try:
-        channel = connection.channel()
-        delete_notifier_queue(channel, notifier_queue(exchange))
-        channel.exchange_delete(exchange=exchange)
-    finally:
-        connection.close()
 
 
 def make_users_and_chats(postgres_url: str, count: int) -> list[tuple[int, int]]:
@@ -332,24 +276,35 @@ def main() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
 
     rows: list[Row] = []
+    env = {
+        "APP_REDIS__SEND_RATE_LIMIT": "1000000",  # the per-user limit is not what is measured here
+        "APP_LOG__LEVEL": "WARNING",
+    }
     for count in arguments.clients:
         # A fresh app for each N: the gateway's memory per client must not depend on what an earlier N left in
         # its heap, nor include the one-time cost of its first connections.
         with (
             tempfile.TemporaryDirectory(prefix="bench-ws-") as workdir,
-            running_app(Path(workdir)) as (settings, ports, runner, postgres_url),
+            isolated_app(
+                REPO_ROOT / "reference_app",
+                run_id=f"bench_ws_{os.getpid()}",
+                redis_db=REDIS_DB_BENCHMARK,
+                state_dir=Path(workdir),
+                env=env,
+            ) as app,
         ):
-            keys = key_pair(Path(workdir), settings)
+            keys = key_pair(Path(workdir), app.settings)
             private_key = load_pem_private_key(keys.private_pem.encode(), password=None)
             assert isinstance(private_key, Ed25519PrivateKey)
             issuer = TokenIssuer(
-                private_key, issuer=settings.jwt.issuer, audience=settings.jwt.audience, ttl_seconds=3600
+                private_key, issuer=app.settings.jwt.issuer, audience=app.settings.jwt.audience, ttl_seconds=3600
             )
-            gateway_pid = next(record.pid for record in runner.records() if record.name == "gateway")
-            ws_url = f"ws://127.0.0.1:{ports.http}/ws"
+            gateway_pid = next(record.pid for record in app.runner.records() if record.name == "gateway")
             print(f"N = {count}: connecting, then {arguments.rate} messages/s for {arguments.seconds:g} s …")
             row = asyncio.run(
-                run_one(count, arguments.rate, arguments.seconds, ws_url, issuer, postgres_url, gateway_pid)
+                run_one(
+                    count, arguments.rate, arguments.seconds, app.ws_url, issuer, app.settings.postgres.url, gateway_pid
+                )
             )
             print(f"  {asdict(row)}")
             rows.append(row)

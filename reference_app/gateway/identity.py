@@ -15,7 +15,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from loguru import logger
 
-from ..auth.credentials import InvalidToken
+from ..auth.credentials import AccessClaims, InvalidToken
 from .problems import UNAUTHENTICATED, UNAVAILABLE, Problem
 
 if TYPE_CHECKING:
@@ -32,29 +32,26 @@ def gateway_of(request: Request) -> Gateway:
     return gateway
 
 
-async def user_for_token(gateway: Gateway, token: str) -> int:
-    """The id of the user whose valid access token this is; a Problem (401, or 503) for anything else."""
+async def claims_for_token(gateway: Gateway, token: str) -> AccessClaims:
+    """The claims (user, expiry) of a valid access token; a Problem (401, or 503) for anything else."""
     try:
         # The verifier asks Redis with a blocking client: off the event loop, so other requests keep moving.
-        claims = await asyncio.to_thread(gateway.verifier.verify, token)
+        return await asyncio.to_thread(gateway.verifier.verify, token)
     except InvalidToken as error:
         # The reason (expired, bad signature, revoked …) goes to the log; the client learns only "not valid".
         logger.info("refused an access token: {}", error.reason)
         raise Problem(UNAUTHENTICATED, str(error), headers=CHALLENGE) from None
     except redis.RedisError:
         raise Problem(UNAVAILABLE, "cannot check the token right now; try again shortly") from None
-    return claims.user_id
-
-
-async def current_user(request: Request, credentials: Credentials) -> int:
-    """A dependency: the caller's user id, from ``Authorization: Bearer <access token>``."""
-    if credentials is None:
-        raise Problem(UNAUTHENTICATED, "send an access token: Authorization: Bearer <token>", headers=CHALLENGE)
-    return await user_for_token(gateway_of(request), credentials.credentials)
 
 
 async def bearer_token(credentials: Credentials) -> str:
-    """A dependency: the raw access token (logout hands it to the auth service to revoke)."""
+    """A dependency: the raw access token from ``Authorization: Bearer <access token>``."""
     if credentials is None:
         raise Problem(UNAUTHENTICATED, "send an access token: Authorization: Bearer <token>", headers=CHALLENGE)
     return credentials.credentials
+
+
+async def current_user(request: Request, token: Annotated[str, Depends(bearer_token)]) -> int:
+    """A dependency: the caller's user id."""
+    return (await claims_for_token(gateway_of(request), token)).user_id

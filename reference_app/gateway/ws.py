@@ -19,11 +19,10 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import grpc
-import redis
 from fastapi import APIRouter, WebSocket
 from loguru import logger
 
-from ..auth.credentials import AccessClaims, InvalidToken
+from ..auth.credentials import AccessClaims
 from ..grpc_api import chat_pb2
 from ..grpc_api.timestamps import from_timestamp
 from . import frames
@@ -39,12 +38,14 @@ from .connection import (
     frame_bytes,
 )
 from .frames import Auth, Command, Delete, Edit, FrameError, Ping, Read, Send, Sync, Typing
+from .identity import claims_for_token
 from .problems import (
     FORBIDDEN,
     INVALID,
     NOT_FOUND,
     TIMEOUT,
     TOO_MANY,
+    UNAUTHENTICATED,
     UNAVAILABLE,
     Problem,
     ProblemKind,
@@ -182,13 +183,12 @@ class Session:
     async def _verify(self, token: str) -> AccessClaims | None:
         """The token's claims (the user and the expiry); None after closing the connection for a bad token."""
         try:
-            # The verifier asks Redis (the deny-list) with a blocking client: off the event loop.
-            return await asyncio.to_thread(self._gateway.verifier.verify, token)
-        except InvalidToken as error:
-            logger.info("refused a WebSocket access token: {}", error.reason)
-            self._connection.close(CLOSE_UNAUTHENTICATED, "the access token is not valid; log in or refresh it")
-        except redis.RedisError:
-            self._connection.close(CLOSE_TRY_LATER, "cannot check the token right now; try again shortly")
+            return await claims_for_token(self._gateway, token)
+        except Problem as problem:
+            if problem.kind is UNAUTHENTICATED:
+                self._connection.close(CLOSE_UNAUTHENTICATED, "the access token is not valid; log in or refresh it")
+            else:
+                self._connection.close(CLOSE_TRY_LATER, "cannot check the token right now; try again shortly")
         return None
 
     async def _handle(self, text: str | None) -> bool:

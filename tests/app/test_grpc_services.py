@@ -6,7 +6,6 @@ reference app's entry points and the auth server, which no exercise covers.
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -36,14 +35,9 @@ from reference_app.db.pool import open_pool
 from reference_app.grpc_api import auth_pb2, auth_pb2_grpc, chat_pb2, chat_pb2_grpc
 from reference_app.grpc_api.clients import AuthClient, ChatClient
 from workbook.databases import throwaway_database
+from workbook.isolated import free_port
 
 DEADLINE = 5.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def health(port: int, service: str) -> str:

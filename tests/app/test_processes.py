@@ -20,6 +20,7 @@ import pytest
 from reference_app.auth.tokens import load_public_key_pem, private_key_pem
 from reference_app.config import Settings, load_settings
 from reference_app.config.settings import JwtSettings
+from workbook.isolated import free_port
 from workbook.messenger import (
     PUBLIC_KEY_VARIABLE,
     SIGNING_KEY_VARIABLE,
@@ -42,12 +43,6 @@ while True:
 CRASH = "import sys; print('connecting to the database'); print('boom: the database is down'); sys.exit(3)"
 IGNORE_TERM = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True)\nwhile True: time.sleep(1)"
 WITH_CHILD = "import subprocess, sys, time; child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']); print(child.pid, flush=True)\nwhile True: time.sleep(1)"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def python(code: str, *arguments: str) -> list[str]:

@@ -10,16 +10,14 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from urllib.parse import urlsplit
 
-import pika
 import pytest
 import redis
 from app.config import Settings, load_settings
 from fastapi.testclient import TestClient
-from pymongo import MongoClient
 
 from workbook.databases import throwaway_database
+from workbook.isolated import REDIS_DB_STAGE_TESTS, drop_leftovers, free_port, with_redis_db
 
 
 @pytest.fixture
@@ -41,13 +39,6 @@ def postgres_url(empty_postgres_url: str) -> str:
 # The whole stack behind the gateway, for stage 07 ------------------------------------------------------------
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on right now (the OS picks it)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def wait_for_port(port: int, what: str, *, seconds: float = 15.0) -> None:
     deadline = time.monotonic() + seconds
     while True:
@@ -66,12 +57,12 @@ def wait_for_port(port: int, what: str, *, seconds: float = 15.0) -> None:
 def stack_settings(postgres_url: str) -> Iterator[Settings]:
     """Settings for one test's own stack: its database, MongoDB database, Redis database, exchange and ports.
 
-    Redis database 9 is emptied first: user ids start at 1 in every fresh database, so rate limits and presence
-    of an earlier test's user 1 must not leak into this one.
+    The stage tests' Redis database is emptied first: user ids start at 1 in every fresh database, so rate limits
+    and presence of an earlier test's user 1 must not leak into this one.
     """
     base = load_settings()
     tag = uuid.uuid4().hex[:12]
-    redis_url = urlsplit(base.redis.url)._replace(path="/9").geturl()
+    redis_url = with_redis_db(base.redis.url, REDIS_DB_STAGE_TESTS)
     settings = base.model_copy(
         update={
             "postgres": base.postgres.model_copy(update={"url": postgres_url}),
@@ -90,13 +81,7 @@ def stack_settings(postgres_url: str) -> Iterator[Settings]:
     finally:
         client.flushdb()
         client.close()
-        with MongoClient(settings.mongo.url) as mongo:
-            mongo.drop_database(settings.mongo.database)
-        connection = pika.BlockingConnection(pika.URLParameters(settings.rabbitmq.url))
-        try:
-            connection.channel().exchange_delete(exchange=settings.rabbitmq.exchange)
-        finally:
-            connection.close()
+        drop_leftovers(settings, settings.mongo.database, settings.rabbitmq.exchange)
 
 
 @pytest.fixture

@@ -1,0 +1,117 @@
+"""Runs of the app that share the machine's services but none of anyone's data.
+
+The end-to-end tests, the stage tests, notebook 07 and the WebSocket benchmark all start (parts of) the app while
+a learner's own app may be running with ``make start``. Each run therefore gets its own PostgreSQL database, its
+own MongoDB database, its own exchange (and with it its own notifier queue), its own Redis database and free
+ports. Redis has only databases 0-15, so each kind of run owns a number, written down here once.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pika
+import redis
+from pymongo import MongoClient
+
+from reference_app.config import Settings, load_settings
+from reference_app.events.__main__ import notifier_queue
+from reference_app.events.topology import delete_notifier_queue
+
+from .databases import throwaway_database
+from .messenger import Ports, up
+from .processes import ProcessRunner
+
+# The app itself uses database 0.
+REDIS_DB_NOTEBOOK_07 = 8
+REDIS_DB_STAGE_TESTS = 9
+REDIS_DB_END_TO_END = 10
+REDIS_DB_BENCHMARK = 14
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (the operating system picks it)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def with_redis_db(url: str, number: int) -> str:
+    """The Redis URL ``url`` with database ``number``."""
+    return urlunsplit(urlsplit(url)._replace(path=f"/{number}"))
+
+
+def drop_leftovers(settings: Settings, mongo_database: str, exchange: str) -> None:
+    """Drop what a run made outside PostgreSQL: its MongoDB database, its exchange and its notifier queues.
+
+    Deleting an exchange or a queue that was never made is not an error, so any run may call this.
+    """
+    client: MongoClient[dict[str, object]] = MongoClient(settings.mongo.url, serverSelectionTimeoutMS=5000)
+    with client:
+        client.drop_database(mongo_database)
+    connection = pika.BlockingConnection(pika.URLParameters(settings.rabbitmq.url))
+    try:
+        channel = connection.channel()
+        delete_notifier_queue(channel, notifier_queue(exchange))
+        channel.exchange_delete(exchange=exchange)
+    finally:
+        connection.close()
+
+
+@dataclass(frozen=True)
+class IsolatedApp:
+    """A running app: the settings its processes see, where it listens, and the runner that stops it."""
+
+    settings: Settings
+    ports: Ports
+    runner: ProcessRunner
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.http}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.ports.http}/ws"
+
+
+@contextmanager
+def isolated_app(
+    app_root: Path, *, run_id: str, redis_db: int, state_dir: Path, env: Mapping[str, str] | None = None
+) -> Iterator[IsolatedApp]:
+    """The app's six processes on free ports with data of their own; stopped and removed when the block ends.
+
+    ``run_id`` names the database, the MongoDB database and the exchange; Redis database ``redis_db`` is emptied
+    first (presence and rate-limit counters of an earlier run). ``env`` adds settings for every process.
+    """
+    base = load_settings()
+    exchange = f"{run_id}.events"
+    redis_url = with_redis_db(base.redis.url, redis_db)
+    ports = Ports(http=free_port(), auth=free_port(), chat=free_port(), content=free_port())
+    with ExitStack() as cleanup:
+        postgres_url = cleanup.enter_context(throwaway_database(base.postgres.url, run_id))
+        redis.Redis.from_url(redis_url, socket_timeout=5).flushdb()
+        cleanup.callback(drop_leftovers, base, run_id, exchange)
+        runner = ProcessRunner(state_dir)
+        cleanup.callback(runner.stop)
+        own = {
+            "APP_POSTGRES__URL": postgres_url,
+            "APP_MONGO__DATABASE": run_id,
+            "APP_RABBITMQ__EXCHANGE": exchange,
+            "APP_REDIS__URL": redis_url,
+        }
+        up(app_root, state_dir=state_dir, ports=ports, env={**(env or {}), **own}, runner=runner)
+        settings = base.model_copy(
+            update={
+                "postgres": base.postgres.model_copy(update={"url": postgres_url}),
+                "mongo": base.mongo.model_copy(update={"database": run_id}),
+                "rabbitmq": base.rabbitmq.model_copy(update={"exchange": exchange}),
+                "redis": base.redis.model_copy(update={"url": redis_url}),
+            }
+        )
+        yield IsolatedApp(settings, ports, runner)
