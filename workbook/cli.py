@@ -70,8 +70,18 @@ def parser() -> argparse.ArgumentParser:
     learner.add_argument("--app-root", type=Path, default=EXERCISES_ROOT, help="the app to check (default: exercises/)")
     check = commands.add_parser("check", parents=[learner], help="check your exercises and say what to do next")
     check.add_argument("stage", nargs="?", help="a stage number such as 01 (default: the first one not done)")
-    hint = commands.add_parser("hint", help="show the hints of one exercise")
+    check.add_argument(
+        "--together",
+        action="store_true",
+        help="judge your whole app as it is, instead of each exercise alone in the reference app",
+    )
+    hint = commands.add_parser("hint", parents=[learner], help="show the next hint of one exercise")
     hint.add_argument("exercise_id", metavar="ID", help="an exercise id such as 01.2")
+    hint.add_argument("--all", action="store_true", help="show every hint of the exercise at once")
+    reset = commands.add_parser(
+        "reset", parents=[learner], help="put one exercise back to its stub (your version is saved first)"
+    )
+    reset.add_argument("exercise_id", metavar="ID", help="an exercise id such as 01.2")
     commands.add_parser("status", parents=[learner], help="your progress, stage by stage")
     commands.add_parser("watch", parents=[learner], help="re-check the current stage every time you save a file")
     catch_up = commands.add_parser(
@@ -79,8 +89,16 @@ def parser() -> argparse.ArgumentParser:
     )
     catch_up.add_argument("stage", metavar="STAGE")
 
-    grade = commands.add_parser("grade", help="grade a learner's copy; writes a Markdown and a JSON report")
-    grade.add_argument("path", type=Path, help="the learner's clone (or its exercises/ folder)")
+    grade = commands.add_parser(
+        "grade", help="grade learners' copies; a Markdown and a JSON report each, and a class summary for several"
+    )
+    grade.add_argument(
+        "paths", nargs="+", type=Path, metavar="CLONE", help="a learner's clone, its exercises/, or a folder of clones"
+    )
+    grade.add_argument(
+        "--extra-tests", type=Path, help="a folder of your own tests, marked with the exercise they grade"
+    )
+    grade.add_argument("--no-together", action="store_true", help="skip the together column (faster)")
     grade.add_argument("--out", type=Path, default=Path("."), help="where to write the reports (default: here)")
     grade.add_argument("--stage", action="append", help="grade only this stage (repeat for several; default: all)")
     grade.add_argument(
@@ -116,9 +134,11 @@ def _dispatch(arguments: argparse.Namespace) -> int:
             return _build(arguments.force) if arguments.action == "build" else _build_check()
         case "check":
             stage = _stage(arguments.stage) if arguments.stage else None
-            return 0 if feedback.check(stage, arguments.app_root) else 1
+            return 0 if feedback.check(stage, arguments.app_root, together=arguments.together) else 1
         case "hint":
-            feedback.hint(arguments.exercise_id)
+            feedback.hint(arguments.exercise_id, show_all=arguments.all, app_root=arguments.app_root)
+        case "reset":
+            feedback.reset(arguments.exercise_id, arguments.app_root)
         case "status":
             feedback.status(arguments.app_root)
         case "watch":
@@ -132,7 +152,16 @@ def _dispatch(arguments: argparse.Namespace) -> int:
             from .grade import grade
 
             stages = {_stage(stage) for stage in arguments.stage} if arguments.stage else None
-            grade(arguments.path, arguments.out, arguments.timeout, stages)
+            if arguments.extra_tests is not None and not arguments.extra_tests.is_dir():
+                sys.exit(f"--extra-tests {arguments.extra_tests} is not a folder")
+            grade(
+                arguments.paths,
+                arguments.out,
+                arguments.timeout,
+                stages,
+                extra_tests=arguments.extra_tests.resolve() if arguments.extra_tests else None,
+                together=not arguments.no_together,
+            )
     return 0
 
 

@@ -152,6 +152,61 @@ def reference_body(reference_text: str, path: Path) -> dict[str, list[str]]:
     }
 
 
+@dataclass(frozen=True)
+class Composed:
+    """A learner's file with every other exercise filled in, and where each of its lines came from."""
+
+    text: str
+    learner_line: list[int | None]  # for each line (0-based index), its 1-based line in the learner's file
+
+    def line_in_learner_file(self, line: int) -> int | None:
+        """The learner's line for a 1-based line of the composed text; the nearest one above a filled region."""
+        for index in range(min(line, len(self.learner_line)) - 1, -1, -1):
+            if self.learner_line[index] is not None:
+                return self.learner_line[index]
+        return None
+
+
+def fill_other_regions(learner_text: str, reference_text: str, path: Path, keep: str) -> Composed:
+    """The learner's file with every exercise region but ``keep`` replaced by the reference code.
+
+    This is how one exercise is judged alone: its verdict then depends on its own region (and the learner's
+    imports and helpers outside the regions), never on the state of the other exercises in the same file.
+    """
+    reference = reference_body(reference_text, path)
+    lines = learner_text.splitlines()
+    text: list[str] = []
+    origin: list[int | None] = []
+    cursor = 0
+    for region in find_regions(lines, path):
+        if region.exercise.id == keep or region.exercise.id not in reference:
+            continue
+        text += lines[cursor : region.start + 1]
+        origin += range(cursor + 1, region.start + 2)
+        body = reference[region.exercise.id]
+        text += body
+        origin += [None] * len(body)
+        cursor = region.end
+    text += lines[cursor:]
+    origin += range(cursor + 1, len(lines) + 1)
+    return Composed("\n".join(text) + "\n", origin)
+
+
+def region_body(text: str, path: Path, exercise_id: str) -> list[str] | None:
+    """The lines between the markers of one exercise, or None when its markers are not in the text."""
+    lines = text.splitlines()
+    for region in find_regions(lines, path):
+        if region.exercise.id == exercise_id:
+            return lines[region.start + 1 : region.end]
+    return None
+
+
+def is_stub(body: list[str], exercise: Exercise) -> bool:
+    """True when a region still holds only its stub: the learner has not started it."""
+    code = [line for line in body if line.strip() and not line.strip().startswith("#")]
+    return [line.strip() for line in code] == [stub_line(exercise, "").strip()]
+
+
 def build(source: Path, target: Path, only: set[str] | None = None) -> None:
     """Write ``target`` as a copy of ``source`` with exercise regions stubbed (all, or those in ``only``).
 

@@ -48,10 +48,33 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     wanted = set(config.getoption("exercise"))
     for item in items:
         item.user_properties.append(("exercises", exercise_ids(item)))
+        item.user_properties.append(("sentence", test_sentence(item)))
     if wanted:
         selected = [item for item in items if wanted & set(exercise_ids(item))]
         config.hook.pytest_deselected(items=[item for item in items if item not in selected])
         items[:] = selected
+
+
+def test_sentence(item: pytest.Item) -> str:
+    """What a test checks, in words: its docstring's first line, or its name read as a sentence."""
+    function = getattr(item, "function", None)
+    doc = (getattr(function, "__doc__", None) or "").strip()
+    if doc:
+        return doc.splitlines()[0].rstrip(".")
+    name = getattr(item, "originalname", None) or item.name
+    return name.removeprefix("test_").replace("_", " ")
+
+
+def locations(report: pytest.TestReport | pytest.CollectReport) -> list[tuple[str, int]]:
+    """Every file and 1-based line of the failure's traceback, outermost first."""
+    found: list[tuple[str, int]] = []
+    chain = getattr(report.longrepr, "chain", None) or []
+    for traceback, _crash, _description in chain:
+        for entry in getattr(traceback, "reprentries", []):
+            place = getattr(entry, "reprfileloc", None)
+            if place is not None:
+                found.append((str(place.path), int(place.lineno)))
+    return found
 
 
 def failure_message(report: pytest.CollectReport | pytest.TestReport) -> str:
@@ -63,28 +86,42 @@ def failure_message(report: pytest.CollectReport | pytest.TestReport) -> str:
 
 
 class JsonReport:
+    """Each test's outcome for the workbook. A test that times out (an endless loop?) ends the run: the next
+    tests of the same exercise would most likely loop too, each costing the whole per-test limit."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.session: pytest.Session | None = None
         self.tests: list[dict[str, Any]] = []
         self.collection_errors: list[dict[str, str]] = []
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self.session = session
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.when != "call" and report.passed:
             return
+        if report.failed and self.session is not None and failure_message(report).startswith("Failed: Timeout"):
+            self.session.shouldstop = f"{report.nodeid} timed out"
         if report.when == "teardown" and report.failed and any(t["nodeid"] == report.nodeid for t in self.tests):
             return
+        properties = dict(report.user_properties)
+        crash = getattr(report.longrepr, "reprcrash", None)
         self.tests.append(
             {
                 "nodeid": report.nodeid,
-                "exercises": dict(report.user_properties).get("exercises", []),
+                "exercises": properties.get("exercises", []),
+                "sentence": properties.get("sentence", ""),
                 "outcome": report.outcome,
                 "message": failure_message(report) if report.failed else "",
+                "crash_path": str(crash.path) if crash is not None else "",
+                "locations": locations(report) if report.failed else [],
             }
         )
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
-            self.collection_errors.append({"nodeid": report.nodeid, "message": failure_message(report)})
+            self.collection_errors.append({"nodeid": report.nodeid, "message": str(report.longrepr)})
 
     def pytest_sessionfinish(self) -> None:
         document = {"tests": self.tests, "collection_errors": self.collection_errors}
