@@ -107,6 +107,12 @@ def parser() -> argparse.ArgumentParser:
         default=GRADE_TIMEOUT_SECONDS,
         help="seconds allowed for each exercise (default: %(default)s)",
     )
+    similar = commands.add_parser(
+        "similar", help="find exercise regions that look copied, across learners' clones and from the reference"
+    )
+    similar.add_argument("paths", nargs="+", type=Path, metavar="CLONE", help="learners' clones, or a folder of clones")
+    similar.add_argument("--threshold", type=float, help="report pairs scoring at least this (0-1; default 0.7)")
+    similar.add_argument("--out", type=Path, help="also write the Markdown report to this file")
     return top
 
 
@@ -162,6 +168,15 @@ def _dispatch(arguments: argparse.Namespace) -> int:
                 extra_tests=arguments.extra_tests.resolve() if arguments.extra_tests else None,
                 together=not arguments.no_together,
             )
+        case "similar":
+            from .grade import clones_in
+            from .similar import DEFAULT_THRESHOLD, find_similar, format_pairs
+
+            threshold = DEFAULT_THRESHOLD if arguments.threshold is None else arguments.threshold
+            report = format_pairs(find_similar(clones_in(arguments.paths), threshold))
+            print(report)
+            if arguments.out:
+                arguments.out.write_text(report, encoding="utf-8")
     return 0
 
 

@@ -302,7 +302,9 @@ def _failed(exercise: Exercise, test: str, why: str, status: Status = Status.FAI
 def judge(exercise: Exercise, run: Run, places: Places, *, timeout: float, together: bool = False) -> ExerciseResult:
     """One exercise's verdict from a run's report."""
     if run.timed_out:
-        return _failed(exercise, "the whole run", f"timed out after {timeout:.0f} s (an endless loop?)", Status.TIMED_OUT)
+        return _failed(
+            exercise, "the whole run", f"timed out after {timeout:.0f} s (an endless loop?)", Status.TIMED_OUT
+        )
     if run.report is None:
         return _failed(exercise, "the whole run", f"the test run crashed: {places.text(run.crash)}")
     broken = run.report["collection_errors"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import sys
 import textwrap
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass
 from itertools import combinations, zip_longest
 from pathlib import Path
@@ -22,16 +22,16 @@ from copydetect import CodeFingerprint, compare_files
 from pygments.lexers import PythonLexer
 from pygments.token import Number
 
-from .exercises import HINT, MarkupError, discover, find_regions, python_files, stub_line
-from .grade import app_root_of
+from .exercises import HINT, MarkupError, discover, find_regions, is_stub, python_files
+from .grade import app_root_of, learner_names
 from .paths import REFERENCE_ROOT
 
 REFERENCE = "reference"
-# k-gram length, in characters of the normalised stream, where one name is one character: `total += price`
-# becomes `V+=V`. copydetect's default (25) is meant for whole files; a region of 5-40 lines has one or two
-# hundred such characters, so a 25-character k-gram spans whole statements and moving one loses most of them.
-# At 15 a renamed copy with two statements swapped still scored 0.82-1.00, while independent solutions of
-# the same exercise fell to 0.00-0.55 (at 12 they rose to 0.65).
+# k-gram length, in characters of the normalised stream, where a name is one character: `total += price`
+# becomes `V+=V`. copydetect's default (25) is meant for whole files; the reference regions are only 60-600
+# such characters, a 25-character k-gram spans several short statements, and moving one loses all of them.
+# Measured on the reference regions: at 15, copies with every name changed and two statements swapped scored
+# 0.82-1.00 and independent solutions 0.00-0.55; at 20 copies fell to 0.76, at 12 independent work rose to 0.65.
 KGRAM_LENGTH = 15
 # Window 1 keeps every k-gram. Winnowing keeps fewer to save memory on large corpora; regions are tiny, and
 # a wider window would miss matches shorter than KGRAM_LENGTH + window - 1.
@@ -39,10 +39,10 @@ WINDOW = 1
 # Below this many normalised characters (one or two statements, such as `return (V,V,V)`), every correct
 # answer looks the same, so a match says nothing about copying. Stubs fall below it too.
 MIN_NORMALISED_LENGTH = 40
-# Measured on the reference regions: solutions written independently of the reference scored 0.00-0.55
-# against it (the top where the API dictates the shape, e.g. a MongoDB pipeline), and 99% of pairs of
-# unrelated regions scored below 0.27. Copies with every name changed and statements reordered scored
-# 0.82-1.00. 0.7 sits in that gap.
+# Measured on the reference regions: nine solutions written independently of the reference scored 0.00-0.55
+# against it (the top where the API dictates the shape, e.g. a MongoDB pipeline); of the pairs of unrelated
+# regions 99% scored 0.29 or less, the highest 0.65 (two SQL-heavy regions, their SQL all strings). Nine copies
+# with every name changed and two statements swapped scored 0.82-1.00. 0.7 sits in that gap.
 DEFAULT_THRESHOLD = 0.7
 
 
@@ -67,11 +67,13 @@ def find_similar(
     clones: list[Path], threshold: float = DEFAULT_THRESHOLD, *, against_reference: bool = True
 ) -> list[SimilarPair]:
     """Every pair of solutions of one exercise that scores at least ``threshold``, highest first."""
-    authors = {name: app_root_of(clone) for name, clone in _learner_names(clones).items()}
+    clones = list(dict.fromkeys(clone.resolve() for clone in clones))  # a clone named twice is not a pair
+    # The names of the grade report, so that a mentor can read the two reports side by side.
+    authors = [(name, app_root_of(clone)) for name, clone in zip(learner_names(clones), clones, strict=True)]
     if against_reference:
-        authors[REFERENCE] = REFERENCE_ROOT
+        authors.append((REFERENCE, REFERENCE_ROOT))
     solutions: dict[str, list[_Solution]] = defaultdict(list)
-    for author, app_root in authors.items():
+    for author, app_root in authors:
         for exercise_id, code in _written_regions(app_root, author):
             fingerprint = _fingerprint(code)
             if len(fingerprint.filtered_code) >= MIN_NORMALISED_LENGTH:
@@ -100,20 +102,6 @@ def format_pairs(pairs: list[SimilarPair]) -> str:
     return "\n".join(sections)
 
 
-def _learner_names(clones: list[Path]) -> dict[str, Path]:
-    """Each clone by its folder name; where two share one, by as many parent folders as tell them apart."""
-    paths = list(dict.fromkeys(clone.resolve() for clone in clones))
-    depth = dict.fromkeys(paths, 1)
-    while True:
-        names = {path: Path(*path.parts[-depth[path] :]).as_posix() for path in paths}
-        taken = Counter(names.values())
-        clashing = [path for path in paths if taken[names[path]] > 1 or names[path] == REFERENCE]
-        if not clashing:
-            return {name: path for path, name in names.items()}
-        for path in clashing:
-            break
-
-
 def _written_regions(app_root: Path, author: str) -> list[tuple[str, str]]:
     """(exercise id, dedented code) of each region that holds more than its stub."""
     written = []
@@ -127,7 +115,7 @@ def _written_regions(app_root: Path, author: str) -> list[tuple[str, str]]:
             continue
         for region in regions:
             body = [line for line in lines[region.start + 1 : region.end] if not HINT.match(line)]
-            if body != [stub_line(region.exercise, region.indent)] and any(line.strip() for line in body):
+            if not is_stub(body, region.exercise) and any(line.strip() for line in body):
                 written.append((region.exercise.id, textwrap.dedent("\n".join(body)).strip("\n")))
     return written
 
@@ -139,7 +127,7 @@ def _fingerprint(code: str) -> Any:
 
 
 def _score(first: _Solution, second: _Solution) -> float:
-    """The mean of the shares of each region found in the other: symmetric, and 1.0 only for the same code."""
+    """The mean of the shares of each region found in the other: symmetric, 1.0 when each holds all of the other."""
     _, (first_share, second_share), _ = compare_files(first.fingerprint, second.fingerprint)
     return (float(first_share) + float(second_share)) / 2
 
@@ -147,9 +135,5 @@ def _score(first: _Solution, second: _Solution) -> float:
 def _side_by_side(pair: SimilarPair) -> str:
     left, right = pair.first_code.expandtabs(4).splitlines(), pair.second_code.expandtabs(4).splitlines()
     width = max(len(line) for line in [pair.first, *left])
-    rows = [(pair.first, pair.second), ("-" * width, "-" * len(pair.second))]
-    rows += [
-        (left[i] if i < len(left) else "", right[i] if i < len(right) else "")
-        for i in range(max(len(left), len(right)))
-    ]
+    rows = [(pair.first, pair.second), ("-" * width, "-" * len(pair.second)), *zip_longest(left, right, fillvalue="")]
     return "\n".join(f"{first.ljust(width)} | {second}".rstrip() for first, second in rows)

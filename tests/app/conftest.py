@@ -1,6 +1,8 @@
 """Connections to the real services. A service that does not answer FAILS the test that needs it: never a skip."""
 
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pika
 import psycopg
@@ -10,6 +12,7 @@ from pymongo import MongoClient
 from pymongo.database import Database
 
 from reference_app.config import Settings, load_settings
+from workbook.paths import EXERCISES_ROOT
 
 FIX = "start the services with `python -m workbook services up` (or `make start`)"
 
@@ -61,3 +64,10 @@ def rabbitmq(settings: Settings) -> Iterator[pika.BlockingConnection]:
         pytest.fail(f"RabbitMQ does not answer: {error!r}. Fix: {FIX}")
     yield connection
     connection.close()
+
+
+@pytest.fixture
+def learner_copy(tmp_path: Path) -> Path:
+    """A learner's clone: the pristine exercises/ folder, with nothing done yet."""
+    shutil.copytree(EXERCISES_ROOT, tmp_path / "learner" / "exercises")
+    return tmp_path / "learner"

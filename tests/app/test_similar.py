@@ -5,6 +5,7 @@ import textwrap
 from pathlib import Path
 
 from workbook.exercises import IGNORED, Region, discover, reference_body, replace_regions
+from workbook.grade import learner_names
 from workbook.paths import EXERCISES_ROOT, REFERENCE_ROOT
 from workbook.similar import DEFAULT_THRESHOLD, find_similar, format_pairs
 
@@ -143,4 +144,6 @@ def test_clones_that_share_a_folder_name_keep_apart(tmp_path: Path) -> None:
 
     pairs = find_similar([first, second], against_reference=False)
 
-    assert [(pair.first, pair.second) for pair in pairs] == [("group-a/ann", "group-b/ann")]
+    names = learner_names([first, second])
+    assert len(set(names)) == 2, names
+    assert [(pair.first, pair.second) for pair in pairs] == [tuple(names)]
