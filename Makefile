@@ -45,7 +45,12 @@ start: services-up
 	echo "The app runs (addresses above; its logs: $(PY) -m workbook app logs -f)"; \
 	echo "RabbitMQ management: http://127.0.0.1:15672 (user and password as in APP_RABBITMQ__URL; messenger/messenger by default)"; \
 	echo "JupyterLab starts now; open the URL it prints below. Ctrl+C stops it and the app."; \
-	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --port=8888 $(ROOT_FLAG) notebooks/00_welcome.ipynb
+	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --port=8888 $(ROOT_FLAG) $(JUPYTER_SETTINGS)
+
+# JupyterLab opens at the repository's root (exercises/, lessons/ and solutions/ one click away) with notebook 00
+# open, and never asks about Jupyter's news feed (workbook/jupyterlab/overrides.json sets it to "never").
+JUPYTER_SETTINGS := --ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/notebooks/00_welcome.ipynb \
+	--LabApp.app_settings_dir="$(CURDIR)/workbook/jupyterlab"
 
 # The app alone, without JupyterLab: `make app-up`, then `make app-down`.
 app-up: services-up
