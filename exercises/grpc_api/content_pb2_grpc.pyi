@@ -49,6 +49,10 @@ class ContentServiceStub:
     """
     AddComment: _grpc.UnaryUnaryMultiCallable[_content_pb2.AddCommentRequest, _content_pb2.AddCommentResponse]
     """Comment on a post as the caller. INVALID_ARGUMENT: empty or too long text. NOT_FOUND: no such post."""
+    ListComments: _grpc.UnaryUnaryMultiCallable[_content_pb2.ListCommentsRequest, _content_pb2.ListCommentsResponse]
+    """A page of a post's comments, newest first. Pass next_cursor back for the next page.
+    INVALID_ARGUMENT: a cursor this service did not give out, a negative limit. NOT_FOUND: no such post.
+    """
     Like: _grpc.UnaryUnaryMultiCallable[_content_pb2.LikeRequest, _content_pb2.LikeResponse]
     """The caller likes a post. Liking again is not an error: `added` says whether this call counted.
     NOT_FOUND: no such post.
@@ -83,6 +87,10 @@ class ContentServiceAsyncStub(ContentServiceStub):
     """
     AddComment: _aio.UnaryUnaryMultiCallable[_content_pb2.AddCommentRequest, _content_pb2.AddCommentResponse]  # type: ignore[assignment]
     """Comment on a post as the caller. INVALID_ARGUMENT: empty or too long text. NOT_FOUND: no such post."""
+    ListComments: _aio.UnaryUnaryMultiCallable[_content_pb2.ListCommentsRequest, _content_pb2.ListCommentsResponse]  # type: ignore[assignment]
+    """A page of a post's comments, newest first. Pass next_cursor back for the next page.
+    INVALID_ARGUMENT: a cursor this service did not give out, a negative limit. NOT_FOUND: no such post.
+    """
     Like: _aio.UnaryUnaryMultiCallable[_content_pb2.LikeRequest, _content_pb2.LikeResponse]  # type: ignore[assignment]
     """The caller likes a post. Liking again is not an error: `added` says whether this call counted.
     NOT_FOUND: no such post.
@@ -138,6 +146,16 @@ class ContentServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_content_pb2.AddCommentResponse, _abc.Awaitable[_content_pb2.AddCommentResponse]]:
         """Comment on a post as the caller. INVALID_ARGUMENT: empty or too long text. NOT_FOUND: no such post."""
+
+    @_abc_1.abstractmethod
+    def ListComments(
+        self,
+        request: _content_pb2.ListCommentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_content_pb2.ListCommentsResponse, _abc.Awaitable[_content_pb2.ListCommentsResponse]]:
+        """A page of a post's comments, newest first. Pass next_cursor back for the next page.
+        INVALID_ARGUMENT: a cursor this service did not give out, a negative limit. NOT_FOUND: no such post.
+        """
 
     @_abc_1.abstractmethod
     def Like(

@@ -97,6 +97,16 @@ class ContentServicer(content_pb2_grpc.ContentServiceServicer):
         comment = await asyncio.to_thread(self._store.add_comment, request.post_id, author_id, request.text)
         return content_pb2.AddCommentResponse(comment=comment_message(comment))
 
+    async def ListComments(
+        self, request: content_pb2.ListCommentsRequest, context: Context
+    ) -> content_pb2.ListCommentsResponse:
+        caller_id(context)
+        cursor, limit = request.cursor or None, request.limit or None
+        page = await asyncio.to_thread(self._store.comments_of, request.post_id, cursor=cursor, limit=limit)
+        return content_pb2.ListCommentsResponse(
+            comments=[comment_message(comment) for comment in page.items], next_cursor=page.next_cursor or ""
+        )
+
     async def Like(self, request: content_pb2.LikeRequest, context: Context) -> content_pb2.LikeResponse:
         added = await asyncio.to_thread(self._store.like, request.post_id, caller_id(context))
         return content_pb2.LikeResponse(added=added)

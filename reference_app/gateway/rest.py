@@ -22,6 +22,7 @@ from .schemas import (
     ChatSummaryOut,
     CommentBody,
     CommentOut,
+    CommentsOut,
     CreatePostBody,
     EditMessageBody,
     FeedOut,
@@ -192,6 +193,19 @@ async def get_post(post_id: str, user_id: User, request: Request) -> PostOut:
 @router.post("/posts/{post_id}/comments", status_code=status.HTTP_201_CREATED, tags=["content"])
 async def comment(post_id: str, body: CommentBody, user_id: User, request: Request) -> CommentOut:
     return CommentOut.from_proto(await gateway_of(request).content.add_comment(user_id, post_id, body.text))
+
+
+@router.get("/posts/{post_id}/comments", tags=["content"])
+async def comments(
+    post_id: str,
+    user_id: User,
+    request: Request,
+    cursor: Annotated[str, Query(max_length=200)] = "",
+    limit: Limit = 20,
+) -> CommentsOut:
+    """A post's comments, newest first; pass next_cursor back as cursor for the next page."""
+    page = await gateway_of(request).content.list_comments(user_id, post_id, cursor=cursor, limit=limit)
+    return CommentsOut.from_proto(page)
 
 
 @router.put("/posts/{post_id}/like", tags=["content"])

@@ -251,6 +251,15 @@ class CommentOut(BaseModel):
         )
 
 
+class CommentsOut(BaseModel):
+    comments: list[CommentOut]  # newest first
+    next_cursor: str  # empty on the last page
+
+    @classmethod
+    def from_proto(cls, page: content_pb2.ListCommentsResponse) -> CommentsOut:
+        return cls(comments=[CommentOut.from_proto(comment) for comment in page.comments], next_cursor=page.next_cursor)
+
+
 class LikeOut(BaseModel):
     post_id: str
     changed: bool  # false when the like was already there (or, for a removal, was not)

@@ -174,6 +174,12 @@ class ContentClient:
         request = content_pb2.AddCommentRequest(post_id=post_id, text=text)
         return (await self._stub.AddComment(request, **self._options(user_id))).comment
 
+    async def list_comments(
+        self, user_id: int, post_id: str, *, cursor: str = "", limit: int = 0
+    ) -> content_pb2.ListCommentsResponse:
+        request = content_pb2.ListCommentsRequest(post_id=post_id, cursor=cursor, limit=limit)
+        return await self._stub.ListComments(request, **self._options(user_id))
+
     async def like(self, user_id: int, post_id: str) -> bool:
         return (await self._stub.Like(content_pb2.LikeRequest(post_id=post_id), **self._options(user_id))).added
 

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1amessenger/v1/content.proto\x12\x0cmessenger.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8a\x01\n\x04Post\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tauthor_id\x18\x02 \x01(\x03\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x11\n\tmedia_ids\x18\x04 \x03(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlike_count\x18\x06 \x01(\x03\"w\n\x07\x43omment\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07post_id\x18\x02 \x01(\t\x12\x11\n\tauthor_id\x18\x03 \x01(\x03\x12\x0c\n\x04text\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"N\n\x08MediaRef\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\t\x12\x0e\n\x06length\x18\x04 \x01(\x03\"4\n\x11\x43reatePostRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x11\n\tmedia_ids\x18\x02 \x03(\t\"6\n\x12\x43reatePostResponse\x12 \n\x04post\x18\x01 \x01(\x0b\x32\x12.messenger.v1.Post\"!\n\x0eGetPostRequest\x12\x0f\n\x07post_id\x18\x01 \x01(\t\"3\n\x0fGetPostResponse\x12 \n\x04post\x18\x01 \x01(\x0b\x32\x12.messenger.v1.Post\"R\n\x0b\x46\x65\x65\x64Request\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x16\n\tauthor_id\x18\x03 \x01(\x03H\x00\x88\x01\x01\x42\x0c\n\n_author_id\"F\n\x0c\x46\x65\x65\x64Response\x12!\n\x05posts\x18\x01 \x03(\x0b\x32\x12.messenger.v1.Post\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"2\n\x11\x41\x64\x64\x43ommentRequest\x12\x0f\n\x07post_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\"<\n\x12\x41\x64\x64\x43ommentResponse\x12&\n\x07\x63omment\x18\x01 \x01(\x0b\x32\x15.messenger.v1.Comment\"\x1e\n\x0bLikeRequest\x12\x0f\n\x07post_id\x18\x01 \x01(\t\"\x1d\n\x0cLikeResponse\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x01 \x01(\x08\" \n\rUnlikeRequest\x12\x0f\n\x07post_id\x18\x01 \x01(\t\"!\n\x0eUnlikeResponse\x12\x0f\n\x07removed\x18\x01 \x01(\x08\"\x9a\x01\n\x12UploadMediaRequest\x12\x39\n\x06header\x18\x01 \x01(\x0b\x32\'.messenger.v1.UploadMediaRequest.HeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x1a\x30\n\x06Header\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\tB\x06\n\x04part\"<\n\x13UploadMediaResponse\x12%\n\x05media\x18\x01 \x01(\x0b\x32\x16.messenger.v1.MediaRef\"(\n\x14\x44ownloadMediaRequest\x12\x10\n\x08media_id\x18\x01 \x01(\t\"Y\n\x15\x44ownloadMediaResponse\x12\'\n\x05media\x18\x01 \x01(\x0b\x32\x16.messenger.v1.MediaRefH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part2\xef\x04\n\x0e\x43ontentService\x12O\n\nCreatePost\x12\x1f.messenger.v1.CreatePostRequest\x1a .messenger.v1.CreatePostResponse\x12\x46\n\x07GetPost\x12\x1c.messenger.v1.GetPostRequest\x1a\x1d.messenger.v1.GetPostResponse\x12=\n\x04\x46\x65\x65\x64\x12\x19.messenger.v1.FeedRequest\x1a\x1a.messenger.v1.FeedResponse\x12O\n\nAddComment\x12\x1f.messenger.v1.AddCommentRequest\x1a .messenger.v1.AddCommentResponse\x12=\n\x04Like\x12\x19.messenger.v1.LikeRequest\x1a\x1a.messenger.v1.LikeResponse\x12\x43\n\x06Unlike\x12\x1b.messenger.v1.UnlikeRequest\x1a\x1c.messenger.v1.UnlikeResponse\x12T\n\x0bUploadMedia\x12 .messenger.v1.UploadMediaRequest\x1a!.messenger.v1.UploadMediaResponse(\x01\x12Z\n\rDownloadMedia\x12\".messenger.v1.DownloadMediaRequest\x1a#.messenger.v1.DownloadMediaResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1amessenger/v1/content.proto\x12\x0cmessenger.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8a\x01\n\x04Post\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tauthor_id\x18\x02 \x01(\x03\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x11\n\tmedia_ids\x18\x04 \x03(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlike_count\x18\x06 \x01(\x03\"w\n\x07\x43omment\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07post_id\x18\x02 \x01(\t\x12\x11\n\tauthor_id\x18\x03 \x01(\x03\x12\x0c\n\x04text\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"N\n\x08MediaRef\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\t\x12\x0e\n\x06length\x18\x04 \x01(\x03\"4\n\x11\x43reatePostRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x11\n\tmedia_ids\x18\x02 \x03(\t\"6\n\x12\x43reatePostResponse\x12 \n\x04post\x18\x01 \x01(\x0b\x32\x12.messenger.v1.Post\"!\n\x0eGetPostRequest\x12\x0f\n\x07post_id\x18\x01 \x01(\t\"3\n\x0fGetPostResponse\x12 \n\x04post\x18\x01 \x01(\x0b\x32\x12.messenger.v1.Post\"R\n\x0b\x46\x65\x65\x64Request\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x16\n\tauthor_id\x18\x03 \x01(\x03H\x00\x88\x01\x01\x42\x0c\n\n_author_id\"F\n\x0c\x46\x65\x65\x64Response\x12!\n\x05posts\x18\x01 \x03(\x0b\x32\x12.messenger.v1.Post\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"2\n\x11\x41\x64\x64\x43ommentRequest\x12\x0f\n\x07post_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\"<\n\x12\x41\x64\x64\x43ommentResponse\x12&\n\x07\x63omment\x18\x01 \x01(\x0b\x32\x15.messenger.v1.Comment\"E\n\x13ListCommentsRequest\x12\x0f\n\x07post_id\x18\x01 \x01(\t\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\x05\"T\n\x14ListCommentsResponse\x12\'\n\x08\x63omments\x18\x01 \x03(\x0b\x32\x15.messenger.v1.Comment\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"\x1e\n\x0bLikeRequest\x12\x0f\n\x07post_id\x18\x01 \x01(\t\"\x1d\n\x0cLikeResponse\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x01 \x01(\x08\" \n\rUnlikeRequest\x12\x0f\n\x07post_id\x18\x01 \x01(\t\"!\n\x0eUnlikeResponse\x12\x0f\n\x07removed\x18\x01 \x01(\x08\"\x9a\x01\n\x12UploadMediaRequest\x12\x39\n\x06header\x18\x01 \x01(\x0b\x32\'.messenger.v1.UploadMediaRequest.HeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x1a\x30\n\x06Header\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\tB\x06\n\x04part\"<\n\x13UploadMediaResponse\x12%\n\x05media\x18\x01 \x01(\x0b\x32\x16.messenger.v1.MediaRef\"(\n\x14\x44ownloadMediaRequest\x12\x10\n\x08media_id\x18\x01 \x01(\t\"Y\n\x15\x44ownloadMediaResponse\x12\'\n\x05media\x18\x01 \x01(\x0b\x32\x16.messenger.v1.MediaRefH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part2\xc6\x05\n\x0e\x43ontentService\x12O\n\nCreatePost\x12\x1f.messenger.v1.CreatePostRequest\x1a .messenger.v1.CreatePostResponse\x12\x46\n\x07GetPost\x12\x1c.messenger.v1.GetPostRequest\x1a\x1d.messenger.v1.GetPostResponse\x12=\n\x04\x46\x65\x65\x64\x12\x19.messenger.v1.FeedRequest\x1a\x1a.messenger.v1.FeedResponse\x12O\n\nAddComment\x12\x1f.messenger.v1.AddCommentRequest\x1a .messenger.v1.AddCommentResponse\x12U\n\x0cListComments\x12!.messenger.v1.ListCommentsRequest\x1a\".messenger.v1.ListCommentsResponse\x12=\n\x04Like\x12\x19.messenger.v1.LikeRequest\x1a\x1a.messenger.v1.LikeResponse\x12\x43\n\x06Unlike\x12\x1b.messenger.v1.UnlikeRequest\x1a\x1c.messenger.v1.UnlikeResponse\x12T\n\x0bUploadMedia\x12 .messenger.v1.UploadMediaRequest\x1a!.messenger.v1.UploadMediaResponse(\x01\x12Z\n\rDownloadMedia\x12\".messenger.v1.DownloadMediaRequest\x1a#.messenger.v1.DownloadMediaResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -54,24 +54,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ADDCOMMENTREQUEST']._serialized_end=823
   _globals['_ADDCOMMENTRESPONSE']._serialized_start=825
   _globals['_ADDCOMMENTRESPONSE']._serialized_end=885
-  _globals['_LIKEREQUEST']._serialized_start=887
-  _globals['_LIKEREQUEST']._serialized_end=917
-  _globals['_LIKERESPONSE']._serialized_start=919
-  _globals['_LIKERESPONSE']._serialized_end=948
-  _globals['_UNLIKEREQUEST']._serialized_start=950
-  _globals['_UNLIKEREQUEST']._serialized_end=982
-  _globals['_UNLIKERESPONSE']._serialized_start=984
-  _globals['_UNLIKERESPONSE']._serialized_end=1017
-  _globals['_UPLOADMEDIAREQUEST']._serialized_start=1020
-  _globals['_UPLOADMEDIAREQUEST']._serialized_end=1174
-  _globals['_UPLOADMEDIAREQUEST_HEADER']._serialized_start=1118
-  _globals['_UPLOADMEDIAREQUEST_HEADER']._serialized_end=1166
-  _globals['_UPLOADMEDIARESPONSE']._serialized_start=1176
-  _globals['_UPLOADMEDIARESPONSE']._serialized_end=1236
-  _globals['_DOWNLOADMEDIAREQUEST']._serialized_start=1238
-  _globals['_DOWNLOADMEDIAREQUEST']._serialized_end=1278
-  _globals['_DOWNLOADMEDIARESPONSE']._serialized_start=1280
-  _globals['_DOWNLOADMEDIARESPONSE']._serialized_end=1369
-  _globals['_CONTENTSERVICE']._serialized_start=1372
-  _globals['_CONTENTSERVICE']._serialized_end=1995
+  _globals['_LISTCOMMENTSREQUEST']._serialized_start=887
+  _globals['_LISTCOMMENTSREQUEST']._serialized_end=956
+  _globals['_LISTCOMMENTSRESPONSE']._serialized_start=958
+  _globals['_LISTCOMMENTSRESPONSE']._serialized_end=1042
+  _globals['_LIKEREQUEST']._serialized_start=1044
+  _globals['_LIKEREQUEST']._serialized_end=1074
+  _globals['_LIKERESPONSE']._serialized_start=1076
+  _globals['_LIKERESPONSE']._serialized_end=1105
+  _globals['_UNLIKEREQUEST']._serialized_start=1107
+  _globals['_UNLIKEREQUEST']._serialized_end=1139
+  _globals['_UNLIKERESPONSE']._serialized_start=1141
+  _globals['_UNLIKERESPONSE']._serialized_end=1174
+  _globals['_UPLOADMEDIAREQUEST']._serialized_start=1177
+  _globals['_UPLOADMEDIAREQUEST']._serialized_end=1331
+  _globals['_UPLOADMEDIAREQUEST_HEADER']._serialized_start=1275
+  _globals['_UPLOADMEDIAREQUEST_HEADER']._serialized_end=1323
+  _globals['_UPLOADMEDIARESPONSE']._serialized_start=1333
+  _globals['_UPLOADMEDIARESPONSE']._serialized_end=1393
+  _globals['_DOWNLOADMEDIAREQUEST']._serialized_start=1395
+  _globals['_DOWNLOADMEDIAREQUEST']._serialized_end=1435
+  _globals['_DOWNLOADMEDIARESPONSE']._serialized_start=1437
+  _globals['_DOWNLOADMEDIARESPONSE']._serialized_end=1526
+  _globals['_CONTENTSERVICE']._serialized_start=1529
+  _globals['_CONTENTSERVICE']._serialized_end=2239
 # @@protoc_insertion_point(module_scope)

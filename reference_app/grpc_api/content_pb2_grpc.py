@@ -55,6 +55,11 @@ class ContentServiceStub:
                 request_serializer=messenger_dot_v1_dot_content__pb2.AddCommentRequest.SerializeToString,
                 response_deserializer=messenger_dot_v1_dot_content__pb2.AddCommentResponse.FromString,
                 _registered_method=True)
+        self.ListComments = channel.unary_unary(
+                '/messenger.v1.ContentService/ListComments',
+                request_serializer=messenger_dot_v1_dot_content__pb2.ListCommentsRequest.SerializeToString,
+                response_deserializer=messenger_dot_v1_dot_content__pb2.ListCommentsResponse.FromString,
+                _registered_method=True)
         self.Like = channel.unary_unary(
                 '/messenger.v1.ContentService/Like',
                 request_serializer=messenger_dot_v1_dot_content__pb2.LikeRequest.SerializeToString,
@@ -106,6 +111,14 @@ class ContentServiceServicer:
 
     def AddComment(self, request, context):
         """Comment on a post as the caller. INVALID_ARGUMENT: empty or too long text. NOT_FOUND: no such post.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListComments(self, request, context):
+        """A page of a post's comments, newest first. Pass next_cursor back for the next page.
+        INVALID_ARGUMENT: a cursor this service did not give out, a negative limit. NOT_FOUND: no such post.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -165,6 +178,11 @@ def add_ContentServiceServicer_to_server(servicer, server):
                     servicer.AddComment,
                     request_deserializer=messenger_dot_v1_dot_content__pb2.AddCommentRequest.FromString,
                     response_serializer=messenger_dot_v1_dot_content__pb2.AddCommentResponse.SerializeToString,
+            ),
+            'ListComments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListComments,
+                    request_deserializer=messenger_dot_v1_dot_content__pb2.ListCommentsRequest.FromString,
+                    response_serializer=messenger_dot_v1_dot_content__pb2.ListCommentsResponse.SerializeToString,
             ),
             'Like': grpc.unary_unary_rpc_method_handler(
                     servicer.Like,
@@ -296,6 +314,33 @@ class ContentService:
             '/messenger.v1.ContentService/AddComment',
             messenger_dot_v1_dot_content__pb2.AddCommentRequest.SerializeToString,
             messenger_dot_v1_dot_content__pb2.AddCommentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListComments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/messenger.v1.ContentService/ListComments',
+            messenger_dot_v1_dot_content__pb2.ListCommentsRequest.SerializeToString,
+            messenger_dot_v1_dot_content__pb2.ListCommentsResponse.FromString,
             options,
             channel_credentials,
             insecure,

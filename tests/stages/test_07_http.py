@@ -439,6 +439,20 @@ def test_comments_likes_and_the_feed(gateway: TestClient) -> None:
     post_id = gateway.post(f"{API}/posts", json={"text": "first"}, headers=alice_headers).json()["id"]
     comment = gateway.post(f"{API}/posts/{post_id}/comments", json={"text": "nice"}, headers=bob_headers)
     assert comment.status_code == 201 and comment.json()["post_id"] == post_id, comment.text
+    for text in ("second", "third"):
+        gateway.post(f"{API}/posts/{post_id}/comments", json={"text": text}, headers=alice_headers)
+    first_page = gateway.get(f"{API}/posts/{post_id}/comments", params={"limit": 2}, headers=alice_headers).json()
+    assert [c["text"] for c in first_page["comments"]] == ["third", "second"], f"newest first: {first_page}"
+    rest = gateway.get(
+        f"{API}/posts/{post_id}/comments", params={"cursor": first_page["next_cursor"]}, headers=bob_headers
+    ).json()
+    assert [c["text"] for c in rest["comments"]] == ["nice"] and rest["next_cursor"] == "", f"the last page: {rest}"
+    problem_of(gateway.get(f"{API}/posts/000000000000000000000000/comments", headers=bob_headers), 404, "no post")
+    problem_of(
+        gateway.get(f"{API}/posts/{post_id}/comments", params={"cursor": "not-ours"}, headers=bob_headers),
+        422,
+        "a cursor the service never gave out",
+    )
     assert gateway.put(f"{API}/posts/{post_id}/like", headers=bob_headers).json()["changed"] is True
     assert gateway.put(f"{API}/posts/{post_id}/like", headers=bob_headers).json()["changed"] is False, "likes once"
     assert gateway.get(f"{API}/posts/{post_id}", headers=alice_headers).json()["like_count"] == 1
