@@ -69,7 +69,11 @@ def parser() -> argparse.ArgumentParser:
     learner = argparse.ArgumentParser(add_help=False)
     learner.add_argument("--app-root", type=Path, default=EXERCISES_ROOT, help="the app to check (default: exercises/)")
     check = commands.add_parser("check", parents=[learner], help="check your exercises and say what to do next")
-    check.add_argument("stage", nargs="?", help="a stage number such as 01 (default: the first one not done)")
+    check.add_argument(
+        "stage",
+        nargs="?",
+        help="a stage number such as 01, or 11 for your whole app end to end (default: the first one not done)",
+    )
     check.add_argument(
         "--together",
         action="store_true",
@@ -99,6 +103,9 @@ def parser() -> argparse.ArgumentParser:
         "--extra-tests", type=Path, help="a folder of your own tests, marked with the exercise they grade"
     )
     grade.add_argument("--no-together", action="store_true", help="skip the together column (faster)")
+    grade.add_argument(
+        "--e2e", action="store_true", help="also start each learner's whole app and run the end-to-end tests (stage 11)"
+    )
     grade.add_argument("--out", type=Path, default=Path("."), help="where to write the reports (default: here)")
     grade.add_argument("--stage", action="append", help="grade only this stage (repeat for several; default: all)")
     grade.add_argument(
@@ -139,7 +146,7 @@ def _dispatch(arguments: argparse.Namespace) -> int:
         case "exercises":
             return _build(arguments.force) if arguments.action == "build" else _build_check()
         case "check":
-            stage = _stage(arguments.stage) if arguments.stage else None
+            stage = _stage(arguments.stage, end_to_end=True) if arguments.stage else None
             return 0 if feedback.check(stage, arguments.app_root, together=arguments.together) else 1
         case "hint":
             feedback.hint(arguments.exercise_id, show_all=arguments.all, app_root=arguments.app_root)
@@ -167,6 +174,7 @@ def _dispatch(arguments: argparse.Namespace) -> int:
                 stages,
                 extra_tests=arguments.extra_tests.resolve() if arguments.extra_tests else None,
                 together=not arguments.no_together,
+                end_to_end=arguments.e2e,
             )
         case "similar":
             from .grade import clones_in
@@ -201,8 +209,10 @@ def _ports(arguments: argparse.Namespace) -> messenger.Ports | None:
     return messenger.Ports(**{name: port or getattr(defaults, name) for name, port in given.items()})
 
 
-def _stage(stage: str) -> str:
+def _stage(stage: str, *, end_to_end: bool = False) -> str:
     normalised = stage.zfill(2)
+    if end_to_end and normalised == feedback.END_TO_END_STAGE:
+        return normalised
     if normalised not in feedback.stages():
         sys.exit(f"There is no stage {stage}. The stages with exercises are: {', '.join(feedback.stages())}")
     return normalised

@@ -10,10 +10,13 @@ from pathlib import Path
 
 from .exercises import Exercise, Region, discover, find_regions, reference_body, replace_regions, stub_source
 from .paths import EXERCISES_ROOT, REFERENCE_ROOT, STATE_DIR
-from .results import ExerciseResult, Status, judge_alone, judge_together
+from .results import STUB_MESSAGE, EndToEnd, ExerciseResult, Status, judge_alone, judge_end_to_end, judge_together
 
 # Alone, each exercise has its own child run with this bound; together, each stage's run has it.
 CHECK_TIMEOUT_SECONDS = 120
+# Stage 11 checks the learner's whole app end to end: its own six processes started, then driven like a client.
+END_TO_END_STAGE = "11"
+END_TO_END_TIMEOUT_SECONDS = 600
 MARK = {
     Status.PASSED: "✓",
     Status.FAILED: "✗",
@@ -83,6 +86,10 @@ def line_in(app_root: Path, exercise: Exercise) -> int:
 def next_step(results: list[ExerciseResult], app_root: Path) -> str:
     todo = next((result for result in results if not result.passed), None)
     if todo is None:
+        if results and results[-1].exercise.stage == stages()[-1]:
+            return (
+                f"Every exercise passes. Now run your whole app end to end: python -m workbook check {END_TO_END_STAGE}"
+            )
         return "Every exercise checked here passes. On to the next notebook!"
     exercise = todo.exercise
     return (
@@ -93,8 +100,47 @@ def next_step(results: list[ExerciseResult], app_root: Path) -> str:
     )
 
 
+def describe_end_to_end(result: EndToEnd) -> str:
+    """What worked and what broke. A failure shows its first line and the end of what it quotes (a log's last
+    lines, a traceback's exception), once for all the tests it stopped; a stub that ran is named first."""
+    lines = [f"  ✓ {sentence}" for sentence in result.passed]
+    reasons: dict[str, list[str]] = {}
+    for failure in result.failures:
+        reasons.setdefault(failure.message, []).append(failure.test)
+    for message, tests in reasons.items():
+        first, *rest = message.splitlines() or [""]
+        lines += [f"  ✗ {test}" for test in tests]
+        stubs = sorted(set(STUB_MESSAGE.findall(message)))
+        if stubs:
+            lines.append(
+                f"      needs {', '.join(stubs)}: your app ran that stub (python -m workbook check --together)"
+            )
+        lines.append(f"      {first}")
+        shown = rest if len(rest) <= 12 else ["…", *rest[-10:]]
+        lines += [f"        {line.strip()}" for line in shown if line.strip()]
+    return "\n".join(lines)
+
+
+def check_end_to_end(app_root: Path = EXERCISES_ROOT) -> bool:
+    """Stage 11: start the learner's own app and drive it like a client, end to end. True when it all works."""
+    print(f"Stage {END_TO_END_STAGE}: your whole app ({app_root.name}/) started and used end to end, together…")
+    result = judge_end_to_end(app_root, timeout=END_TO_END_TIMEOUT_SECONDS)
+    print(describe_end_to_end(result) + "\n")
+    if result.ok:
+        print("Your own messenger works end to end. Well done!")
+    else:
+        print(
+            "Fix the first problem above. Each process's log tells more: python -m workbook app logs\n"
+            f"  (start your app yourself with: make start APP_ROOT={app_root.name})\n"
+            f"  which exercise blocks? python -m workbook check --together"
+        )
+    return result.ok
+
+
 def check(stage: str | None = None, app_root: Path = EXERCISES_ROOT, *, together: bool = False) -> bool:
     """Check one stage, or the first stage that is not done yet. Print plain words. True when all pass."""
+    if stage == END_TO_END_STAGE:
+        return check_end_to_end(app_root)
     chosen = [stage] if stage else stages()
     how = "together (your whole app as it is)" if together else "alone (each exercise on its own)"
     for current in chosen:

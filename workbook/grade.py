@@ -18,9 +18,10 @@ from typing import Any
 from .exercises import Exercise, discover
 from .feedback import hints_seen
 from .paths import STAGE_TESTS_DIR
-from .results import ExerciseResult, Status, judge_alone, judge_together
+from .results import EndToEnd, ExerciseResult, Status, judge_alone, judge_end_to_end, judge_together
 
 GRADE_TIMEOUT_SECONDS = 60
+END_TO_END_TIMEOUT_SECONDS = 600
 POINTS_FILE = STAGE_TESTS_DIR / "points.toml"
 
 
@@ -73,6 +74,7 @@ def grade(
     *,
     extra_tests: Path | None = None,
     together: bool = True,
+    end_to_end: bool = False,
 ) -> list[dict[str, Any]]:
     """Grade every exercise (or those of ``stages``) of each clone; write each report and, for several, a summary."""
     clones = clones_in(paths)
@@ -87,6 +89,8 @@ def grade(
         with_others = judge_together(app_root, chosen, timeout=timeout, extra_tests=extra_tests) if together else []
         state_dir = clone / ".workbook" if app_root != clone else clone.parent / ".workbook"
         report = _report(name, app_root, alone, with_others, points, hints_seen(state_dir))
+        if end_to_end:
+            report["end_to_end"] = _end_to_end(judge_end_to_end(app_root, timeout=END_TO_END_TIMEOUT_SECONDS))
         report["seconds"] = round(time.monotonic() - started, 1)
         _write(out_dir / f"grade-{name}", report, _markdown(report))
         print(_markdown(report))
@@ -100,6 +104,14 @@ def _write(stem: Path, report: dict[str, Any], markdown: str) -> None:
     stem.with_suffix(".json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     stem.with_suffix(".md").write_text(markdown, encoding="utf-8")
     print(f"Written: {stem}.md and {stem}.json")
+
+
+def _end_to_end(result: EndToEnd) -> dict[str, Any]:
+    return {
+        "ok": result.ok,
+        "passed": result.passed,
+        "failures": [{"test": failure.test, "message": failure.message} for failure in result.failures],
+    }
 
 
 def _together_note(alone: ExerciseResult, together: ExerciseResult | None) -> str:
@@ -207,6 +219,11 @@ def _markdown(report: dict[str, Any]) -> str:
             f"{_number(item['points'])}/{_number(item['max_points'])} | {_cell(item['together'])} | "
             f"{item['hints_used'] or ''} | {_cell(why)} |"
         )
+    if "end_to_end" in report:
+        end_to_end = report["end_to_end"]
+        lines += ["", f"## End to end (stage 11): {'works' if end_to_end['ok'] else 'broken'}", ""]
+        lines += [f"- ✓ {sentence}" for sentence in end_to_end["passed"]]
+        lines += [f"- ✗ {failure['test']}: {_cell(failure['message'])}" for failure in end_to_end["failures"]]
     return "\n".join(lines) + "\n"
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .exercises import IGNORED, Composed, Exercise, MarkupError, fill_other_regions, is_stub, region_body
-from .paths import REFERENCE_ROOT, REPO_ROOT, STAGE_TESTS_DIR
+from .paths import END_TO_END_TESTS, REFERENCE_ROOT, REPO_ROOT, STAGE_TESTS_DIR
 
 PER_TEST_TIMEOUT_SECONDS = 20
 
@@ -158,22 +158,25 @@ def run_tests(
             paths.append(str(_with_stage_fixtures(extra_tests, Path(scratch))))
         if not paths:
             return Run({"tests": [], "collection_errors": []})
-        report_path = Path(scratch) / "report.json"
-        command = [
-            sys.executable, "-m", "pytest", *paths,
-            "--app-root", str(app_root.resolve()),
-            "--workbook-report", str(report_path),
-            "--timeout", str(PER_TEST_TIMEOUT_SECONDS),
-            "-q", "--no-header", "-p", "no:cacheprovider", "--continue-on-collection-errors",
-        ]  # fmt: skip
-        for exercise in exercises:
-            command += ["--exercise", exercise.id]
-        finished, errors = _run_bounded(command, timeout)
-        if not finished:
-            return Run(None, timed_out=True)
-        if not report_path.exists():
-            return Run(None, crash=errors)
-        return Run(json.loads(report_path.read_text(encoding="utf-8")))
+        selection = [option for exercise in exercises for option in ("--exercise", exercise.id)]
+        return _pytest(app_root, [*paths, *selection], Path(scratch), timeout, PER_TEST_TIMEOUT_SECONDS)
+
+
+def _pytest(app_root: Path, arguments: list[str], scratch: Path, timeout: float, per_test: float) -> Run:
+    report_path = scratch / "report.json"
+    command = [
+        sys.executable, "-m", "pytest", *arguments,
+        "--app-root", str(app_root.resolve()),
+        "--workbook-report", str(report_path),
+        "--timeout", str(per_test),
+        "-q", "--no-header", "-p", "no:cacheprovider", "--continue-on-collection-errors",
+    ]  # fmt: skip
+    finished, errors = _run_bounded(command, timeout)
+    if not finished:
+        return Run(None, timed_out=True)
+    if not report_path.exists():
+        return Run(None, crash=errors)
+    return Run(json.loads(report_path.read_text(encoding="utf-8")))
 
 
 def _with_stage_fixtures(extra_tests: Path, scratch: Path) -> Path:
@@ -290,6 +293,42 @@ def judge_together(
         run = run_tests(app_root, of_stage, timeout=timeout, extra_tests=extra_tests)
         results += [judge(exercise, run, places, timeout=timeout, together=True) for exercise in of_stage]
     return results
+
+
+# End to end ---------------------------------------------------------------------------------------------------
+
+END_TO_END_PER_TEST_SECONDS = 120  # starting six processes and talking to them is slower than a unit test
+
+
+@dataclass(frozen=True)
+class EndToEnd:
+    """The learner's whole app, started as ``make start`` does, and driven like a client: what worked."""
+
+    passed: list[str]  # the sentences of the tests that passed
+    failures: list[Failure]
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.passed) and not self.failures
+
+
+def judge_end_to_end(app_root: Path, *, timeout: float) -> EndToEnd:
+    """Start the learner's app (the six processes) and run the end-to-end tests against it, together."""
+    places = Places(app_root, app_root.name, learner_shown_as=app_root.name)
+    with tempfile.TemporaryDirectory(prefix="workbook-e2e-") as scratch:
+        run = _pytest(app_root, [str(END_TO_END_TESTS)], Path(scratch), timeout, END_TO_END_PER_TEST_SECONDS)
+    if run.timed_out:
+        return EndToEnd([], [Failure("the whole run", f"timed out after {timeout:.0f} s")])
+    if run.report is None:
+        return EndToEnd([], [Failure("the whole run", f"the test run crashed: {places.text(run.crash)}")])
+    errors = [
+        Failure(str(error["nodeid"]), f"could not be imported: {import_error(error['message'], places)}")
+        for error in run.report["collection_errors"]
+    ]
+    tests = run.report["tests"]
+    passed = [str(test["sentence"]) for test in tests if test["outcome"] == "passed"]
+    failed = [Failure(str(test["sentence"]), explain(test, places)) for test in tests if test["outcome"] != "passed"]
+    return EndToEnd(passed, errors + failed)
 
 
 # Reading a run ------------------------------------------------------------------------------------------------

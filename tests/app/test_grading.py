@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from workbook import feedback
 from workbook.exercises import discover, reference_body, replace_regions
 from workbook.feedback import reference_filled
 from workbook.grade import grade, points_of
@@ -170,3 +171,30 @@ def test_a_class_gets_a_report_each_a_summary_and_the_mentors_extra_tests(tmp_pa
     summary = (tmp_path / "reports" / "class-summary.md").read_text()
     assert summary.startswith("# Class summary: 2 learners") and "| bob |" in summary
     assert (tmp_path / "reports" / "grade-ann.md").is_file() and (tmp_path / "reports" / "grade-bob.json").is_file()
+
+
+# Stage 11: the learner's whole app, end to end -----------------------------------------------------------------
+
+
+def test_check_11_passes_on_the_reference(capsys: pytest.CaptureFixture[str]) -> None:
+    assert feedback.check("11", REFERENCE_ROOT) is True, capsys.readouterr().out
+    output = capsys.readouterr().out
+    assert "✓ two users chat in real time" in output and "✗" not in output
+
+
+def test_check_11_on_pristine_exercises_names_the_stub_that_stops_the_app(capsys: pytest.CaptureFixture[str]) -> None:
+    assert feedback.check("11", EXERCISES_ROOT) is False
+    output = capsys.readouterr().out
+    assert "needs 01.1: your app ran that stub" in output and "the app did not start" in output, output
+
+
+def test_check_11_says_where_a_message_stopped(learner_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A relay that crashes on every row: the message is stored, its event never leaves, and check 11 says so."""
+    app_root = learner_copy / "exercises"
+    paste(app_root, set(BY_ID))
+    write_exercises(app_root, {"10.3": ("event_from_row(row)", "event_from_row(row[1:])")})
+    assert feedback.check("11", app_root) is False
+    output = capsys.readouterr().out
+    assert "✓ a post with an image is uploaded and read back" in output, "the rest of the app works"
+    assert "was stored but its outbox row was never published to RabbitMQ: look at the relay process's log" in output
+    assert 'File "exercises/events/relay.py", line' in output, f"the relay's log is quoted, with its paths: {output}"

@@ -15,8 +15,11 @@ import zlib
 from collections.abc import Iterator
 
 import httpx
+import psycopg
 import pytest
 from messenger_client import ChatClient, RunningApp, User, open_chat, register_and_log_in
+
+from workbook.processes import log_tail
 
 pytestmark = pytest.mark.e2e
 
@@ -87,6 +90,38 @@ def test_a_post_with_an_image_is_uploaded_and_read_back(http: httpx.Client) -> N
     assert download.headers["content-type"] == "image/png"
 
 
+def where_the_push_stopped(app: RunningApp, chat_id: int, seq: int) -> str:
+    """Which part of the path a message that never arrived got to: the database, the relay, or the gateway."""
+    with psycopg.connect(app.postgres_url, connect_timeout=5) as connection:
+        stored = connection.execute(
+            "SELECT 1 FROM chat.messages WHERE chat_id = %s AND seq = %s", (chat_id, seq)
+        ).fetchone()
+        published = connection.execute(
+            "SELECT published_at IS NOT NULL FROM chat.outbox"
+            " WHERE topic = 'message.created' AND (payload->>'chat_id')::bigint = %s AND (payload->>'seq')::bigint = %s",
+            (chat_id, seq),
+        ).fetchone()
+    if stored is None:
+        where, process = f"message {seq} was acked but is not in chat.messages", "chat"
+    elif published is None:
+        where, process = f"message {seq} was stored but has no outbox row, so no event could leave", "chat"
+    elif not published[0]:
+        where, process = f"message {seq} was stored but its outbox row was never published to RabbitMQ", "relay"
+    else:
+        where = f"message {seq} was stored and published to RabbitMQ but never reached the other member's socket"
+        process = "gateway"
+    tail = "\n".join(f"    {line}" for line in log_tail(app.runner.log_path(process), lines=8)) or "    (empty)"
+    return f"{where}: look at the {process} process's log. Its last lines:\n{tail}"
+
+
+async def pushed(app: RunningApp, receiver: ChatClient, chat_id: int, seq: int) -> dict[str, object]:
+    """The message with this seq once pushed to ``receiver``; if it never comes, where along the path it stopped."""
+    try:
+        return await receiver.wait_for_seq(seq)
+    except TimeoutError:
+        pytest.fail(await asyncio.to_thread(where_the_push_stopped, app, chat_id, seq))
+
+
 async def conversation(app: RunningApp, ada: User, linus: User, chat_id: int) -> None:
     ada_ws, linus_ws = ChatClient(app.ws_url, ada, chat_id), ChatClient(app.ws_url, linus, chat_id)
     await ada_ws.connect()
@@ -94,11 +129,11 @@ async def conversation(app: RunningApp, ada: User, linus: User, chat_id: int) ->
     try:
         # Real time: each message reaches the other member as a push, without asking.
         ack = await ada_ws.send("hello Linus")
-        pushed = await linus_ws.wait_for_seq(ack["seq"])
-        assert (pushed["body"], pushed["sender_id"]) == ("hello Linus", ada.id), "Linus should get Ada's message"
+        to_linus = await pushed(app, linus_ws, chat_id, ack["seq"])
+        assert (to_linus["body"], to_linus["sender_id"]) == ("hello Linus", ada.id), "Linus should get Ada's message"
         reply = await linus_ws.send("hi Ada")
         assert reply["seq"] == ack["seq"] + 1, "the reply should take the next seq"
-        assert (await ada_ws.wait_for_seq(reply["seq"]))["body"] == "hi Ada", "Ada should get the reply pushed"
+        assert (await pushed(app, ada_ws, chat_id, reply["seq"]))["body"] == "hi Ada", "Ada should get the reply pushed"
         assert linus_ws.synced == 0 and ada_ws.synced == 0, "nothing should have needed a sync yet"
 
         async with httpx.AsyncClient(base_url=app.base_url, timeout=30) as http:
