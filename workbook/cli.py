@@ -146,7 +146,7 @@ def _dispatch(arguments: argparse.Namespace) -> int:
         case "exercises":
             return _build(arguments.force) if arguments.action == "build" else _build_check()
         case "check":
-            stage = _stage(arguments.stage, end_to_end=True) if arguments.stage else None
+            stage = _stage(arguments.stage) if arguments.stage else None
             return 0 if feedback.check(stage, arguments.app_root, together=arguments.together) else 1
         case "hint":
             feedback.hint(arguments.exercise_id, show_all=arguments.all, app_root=arguments.app_root)
@@ -209,10 +209,8 @@ def _ports(arguments: argparse.Namespace) -> messenger.Ports | None:
     return messenger.Ports(**{name: port or getattr(defaults, name) for name, port in given.items()})
 
 
-def _stage(stage: str, *, end_to_end: bool = False) -> str:
+def _stage(stage: str) -> str:
     normalised = stage.zfill(2)
-    if end_to_end and normalised == feedback.END_TO_END_STAGE:
-        return normalised
     if normalised not in feedback.stages():
         sys.exit(f"There is no stage {stage}. The stages with exercises are: {', '.join(feedback.stages())}")
     return normalised

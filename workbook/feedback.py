@@ -139,18 +139,34 @@ def check_end_to_end(app_root: Path = EXERCISES_ROOT) -> bool:
 
 def check(stage: str | None = None, app_root: Path = EXERCISES_ROOT, *, together: bool = False) -> bool:
     """Check one stage, or the first stage that is not done yet. Print plain words. True when all pass."""
-    if stage == END_TO_END_STAGE:
-        return check_end_to_end(app_root)
+    if stage == END_TO_END_STAGE:  # its exercises, then the whole app end to end
+        exercises_pass = _check_stage(stage, app_root, together=together)
+        print()
+        return check_end_to_end(app_root) and exercises_pass
     chosen = [stage] if stage else stages()
-    how = "together (your whole app as it is)" if together else "alone (each exercise on its own)"
+    how = _judged(together)
     for current in chosen:
         results = judge(app_root, exercises_of(current), together=together)
         if stage or not all(result.passed for result in results) or current == chosen[-1]:
-            passed = sum(result.passed for result in results)
-            print(f"Stage {current}: {passed} of {len(results)} exercises pass, judged {how}\n{describe(results)}\n")
-            print(next_step(results, app_root))
-            return passed == len(results)
+            _print_stage(current, results, app_root, how)
+            return all(result.passed for result in results)
     return True
+
+
+def _judged(together: bool) -> str:
+    return "together (your whole app as it is)" if together else "alone (each exercise on its own)"
+
+
+def _check_stage(stage: str, app_root: Path, *, together: bool) -> bool:
+    results = judge(app_root, exercises_of(stage), together=together)
+    _print_stage(stage, results, app_root, _judged(together))
+    return all(result.passed for result in results)
+
+
+def _print_stage(stage: str, results: list[ExerciseResult], app_root: Path, how: str) -> None:
+    passed = sum(result.passed for result in results)
+    print(f"Stage {stage}: {passed} of {len(results)} exercises pass, judged {how}\n{describe(results)}\n")
+    print(next_step(results, app_root))
 
 
 # Hints, one at a time -----------------------------------------------------------------------------------------

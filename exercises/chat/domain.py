@@ -46,6 +46,15 @@ class NotAuthor(ChatError):
         super().__init__(f"only its author may change message {seq} of chat {chat_id}")
 
 
+class ReplyNotFound(ChatError):
+    """A reply names a message that its chat does not have (or a later one): there is nothing to quote."""
+
+    def __init__(self, chat_id: int, seq: int) -> None:
+        super().__init__(f"message {seq} of chat {chat_id} cannot be replied to: the chat has no such earlier message")
+        self.chat_id = chat_id
+        self.seq = seq
+
+
 class InvalidMessage(ChatError):
     """The text of a message breaks a rule: empty, only whitespace, or too long."""
 
@@ -91,15 +100,22 @@ class PrivateChat:
 
 @dataclass(frozen=True)
 class MessageDraft:
-    """What a sender asks to send, already checked. ``client_message_id`` makes a retry recognisable."""
+    """What a sender asks to send, already checked. ``client_message_id`` makes a retry recognisable.
+
+    ``reply_to_seq`` names the earlier message of the same chat that this one answers. Whether that message exists
+    is a fact about stored data: the store checks it in the same statement as the insert (ReplyNotFound).
+    """
 
     chat_id: int
     sender_id: int
     client_message_id: UUID
     body: str
+    reply_to_seq: int | None = None
 
     def __post_init__(self) -> None:
         validate_body(self.body)
+        if self.reply_to_seq is not None and self.reply_to_seq < 1:
+            raise InvalidRequest("reply_to_seq names a message: seqs start at 1")
 
 
 @dataclass(frozen=True)
@@ -115,8 +131,21 @@ class MessageChange:
 
 
 @dataclass(frozen=True)
+class Quote:
+    """What a reply shows of the message it answers, as that message is now."""
+
+    seq: int
+    sender_id: int
+    body: str  # empty when the quoted message was deleted
+    deleted: bool
+
+
+@dataclass(frozen=True)
 class Message:
-    """One message. (chat_id, seq) names it: seq counts 1, 2, 3 … within its chat, with no gap."""
+    """One message. (chat_id, seq) names it: seq counts 1, 2, 3 … within its chat, with no gap.
+
+    A reply carries the seq it answers and, once the store has looked it up, the quote of that message.
+    """
 
     chat_id: int
     seq: int
@@ -126,6 +155,8 @@ class Message:
     created_at: datetime
     edited_at: datetime | None
     deleted_at: datetime | None
+    reply_to_seq: int | None = None
+    reply_to: Quote | None = None
 
     @property
     def deleted(self) -> bool:
@@ -151,6 +182,13 @@ class Message:
     def _check_author(self, user_id: int) -> None:
         if user_id != self.sender_id:
             raise NotAuthor(self.chat_id, self.seq)
+
+
+def quote_of(message: Message) -> Quote:
+    """How a reply shows ``message``: its current text, or "deleted" without any text once it is deleted."""
+    # exercise 11.1: quote the message a reply answers; a deleted one is shown as deleted
+    raise NotImplementedError("exercise 11.1 is yours to write: see notebooks/11_*.ipynb, section 'Exercise 11.1'. Stuck? python -m workbook hint 11.1")
+    # end exercise
 
 
 @dataclass(frozen=True)

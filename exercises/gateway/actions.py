@@ -22,9 +22,10 @@ if TYPE_CHECKING:
 
 
 async def send_message(
-    gateway: Gateway, user_id: int, chat_id: int, client_message_id: UUID, body: str
+    gateway: Gateway, user_id: int, chat_id: int, client_message_id: UUID, body: str, reply_to_seq: int | None = None
 ) -> chat_pb2.Message:
-    """Send a message for ``user_id`` if the rate limit allows it; a Problem (429 with Retry-After) if not."""
+    """Send a message (a reply, with ``reply_to_seq``) for ``user_id`` if the rate limit allows it; a Problem
+    (429 with Retry-After) if not."""
     # exercise 07.2: rate-limit a send before it reaches the chat service
     raise NotImplementedError("exercise 07.2 is yours to write: see notebooks/07_http_websocket.ipynb, section 'Exercise 07.2'. Stuck? python -m workbook hint 07.2")
     # end exercise

@@ -43,7 +43,10 @@ from .presence import Presence
 from .signals import PRESENCE, READ, SIGNAL_EVENTS, TYPING, SignalPublisher
 
 # The fields of a message in a push frame: the event payload without `members` (that is for routing).
-MESSAGE_KEYS = ("chat_id", "seq", "sender_id", "client_message_id", "body", "created_at", "edited_at", "deleted_at")
+MESSAGE_KEYS = (
+    "chat_id", "seq", "sender_id", "client_message_id", "body", "created_at", "edited_at", "deleted_at",
+    "reply_to_seq", "reply_to",
+)  # fmt: skip
 PUSHED_TOPICS = frozenset({MESSAGE_CREATED, MESSAGE_EDITED, MESSAGE_DELETED})
 # How long start() waits for the broker subscriptions before it lets the gateway serve without them.
 START_WAIT_SECONDS = 10.0

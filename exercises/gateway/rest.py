@@ -135,8 +135,11 @@ async def history(
 
 @router.post("/chats/{chat_id}/messages", status_code=status.HTTP_201_CREATED, tags=["chats"])
 async def send(chat_id: Id, body: SendMessageBody, user_id: User, request: Request) -> MessageOut:
-    """Send a message. A retry with the same client_message_id returns the stored message and stores nothing."""
-    message = await send_message(gateway_of(request), user_id, chat_id, body.client_message_id, body.body)
+    """Send a message (a reply with reply_to_seq). A retry with the same client_message_id returns the stored
+    message and stores nothing."""
+    message = await send_message(
+        gateway_of(request), user_id, chat_id, body.client_message_id, body.body, body.reply_to_seq
+    )
     return MessageOut.from_proto(message)
 
 

@@ -96,6 +96,7 @@ class SendMessageBody(Request):
     # Chosen by the client once per message and sent again unchanged on a retry: a retry stores nothing new.
     client_message_id: UUID
     body: str = Field(max_length=MAX_TEXT_CHARS)
+    reply_to_seq: int | None = Field(default=None, ge=1, le=MAX_ID)  # an earlier message of the same chat
 
 
 class EditMessageBody(Request):
@@ -119,6 +120,15 @@ class ChatOut(BaseModel):
         )
 
 
+class QuoteOut(BaseModel):
+    """What a reply shows of the message it answers, as that message reads now."""
+
+    seq: int
+    sender_id: int
+    body: str  # empty when the quoted message was deleted
+    deleted: bool
+
+
 class MessageOut(BaseModel):
     chat_id: int
     seq: int
@@ -128,9 +138,12 @@ class MessageOut(BaseModel):
     created_at: datetime
     edited_at: datetime | None
     deleted_at: datetime | None
+    reply_to_seq: int | None = None  # the message this one answers
+    reply_to: QuoteOut | None = None
 
     @classmethod
     def from_proto(cls, message: chat_pb2.Message) -> MessageOut:
+        quote = message.reply_to
         return cls(
             chat_id=message.chat_id,
             seq=message.seq,
@@ -140,6 +153,10 @@ class MessageOut(BaseModel):
             created_at=time_of(message.created_at),
             edited_at=time_of(message.edited_at) if message.HasField("edited_at") else None,
             deleted_at=time_of(message.deleted_at) if message.HasField("deleted_at") else None,
+            reply_to_seq=message.reply_to_seq if message.HasField("reply_to_seq") else None,
+            reply_to=QuoteOut(seq=quote.seq, sender_id=quote.sender_id, body=quote.body, deleted=quote.deleted)
+            if message.HasField("reply_to")
+            else None,
         )
 
 

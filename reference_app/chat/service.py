@@ -83,9 +83,12 @@ class ChatService:
         """The private chat of two users, the same whichever of them asks; created on first use."""
         return await self._store.open_chat(*member_pair(user_id, other_user_id))
 
-    async def send_message(self, user_id: int, chat_id: int, client_message_id: UUID, body: str) -> Message:
-        """Send a message. Sending again with the same ``client_message_id`` returns the first one."""
-        draft = MessageDraft(chat_id, user_id, client_message_id, validate_body(body))
+    async def send_message(
+        self, user_id: int, chat_id: int, client_message_id: UUID, body: str, reply_to_seq: int | None = None
+    ) -> Message:
+        """Send a message, or a reply to an earlier one of the same chat (ReplyNotFound when it has none).
+        Sending again with the same ``client_message_id`` returns the first one."""
+        draft = MessageDraft(chat_id, user_id, client_message_id, validate_body(body), reply_to_seq)
         return await self._store.append_message(draft)
 
     async def edit_message(self, user_id: int, chat_id: int, seq: int, body: str) -> Message:

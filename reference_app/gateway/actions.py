@@ -22,13 +22,14 @@ if TYPE_CHECKING:
 
 
 async def send_message(
-    gateway: Gateway, user_id: int, chat_id: int, client_message_id: UUID, body: str
+    gateway: Gateway, user_id: int, chat_id: int, client_message_id: UUID, body: str, reply_to_seq: int | None = None
 ) -> chat_pb2.Message:
-    """Send a message for ``user_id`` if the rate limit allows it; a Problem (429 with Retry-After) if not."""
+    """Send a message (a reply, with ``reply_to_seq``) for ``user_id`` if the rate limit allows it; a Problem
+    (429 with Retry-After) if not."""
     # exercise 07.2: rate-limit a send before it reaches the chat service
     # hint: gateway.send_limiter.hit(user_id) asks Redis with a blocking client: call it with asyncio.to_thread. A redis.RedisError means the limit cannot be checked: refuse with Problem(UNAVAILABLE, ...), do not let the message through unchecked.
     # hint: A refused hit: raise Problem(TOO_MANY, <a sentence>, headers={"Retry-After": <whole seconds, rounded UP, at least 1>}).
-    # hint: An allowed hit: return await gateway.chats.send_message(user_id, chat_id, client_message_id, body).
+    # hint: An allowed hit: return await gateway.chats.send_message(user_id, chat_id, client_message_id, body, reply_to_seq).
     try:
         decision = await asyncio.to_thread(gateway.send_limiter.hit, user_id)
     except redis.RedisError:
@@ -36,7 +37,7 @@ async def send_message(
     if not decision.allowed:
         wait = max(1, math.ceil(decision.retry_after_seconds))
         raise Problem(TOO_MANY, f"too many messages; send again in {wait} s", headers={"Retry-After": str(wait)})
-    return await gateway.chats.send_message(user_id, chat_id, client_message_id, body)
+    return await gateway.chats.send_message(user_id, chat_id, client_message_id, body, reply_to_seq)
     # end exercise
 
 

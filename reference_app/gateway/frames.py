@@ -22,6 +22,7 @@ UNKNOWN_TYPE = "unknown_type"
 NOT_FOUND = "not_found"
 FORBIDDEN = "forbidden"
 INVALID = "invalid"
+CONFLICT = "conflict"
 TOO_LARGE = "too_large"
 RATE_LIMITED = "rate_limited"
 UNAVAILABLE = "unavailable"
@@ -58,6 +59,18 @@ class Send:
     chat_id: int
     client_message_id: UUID
     body: str
+    ref: str | None = None
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A send that answers an earlier message of the same chat. A type of its own, so that every field of a frame
+    stays required and a client that never replies never meets the field."""
+
+    chat_id: int
+    client_message_id: UUID
+    body: str
+    reply_to_seq: int
     ref: str | None = None
 
 
@@ -101,7 +114,9 @@ class Ping:
     ref: str | None = None
 
 
-Command = Auth | Send | Edit | Delete | Read | Typing | Sync | Ping
+Command = Auth | Send | Reply | Edit | Delete | Read | Typing | Sync | Ping
+# The commands that send a message: they carry a client_message_id, which every answer to them names.
+SENDS = (Send, Reply)
 
 
 # Field rules: each takes the raw JSON value and returns the typed one, or raises ValueError saying what is wrong.
@@ -146,6 +161,15 @@ FieldRule = Callable[[Any], Any]
 COMMANDS: Mapping[str, tuple[type[Command], Mapping[str, FieldRule]]] = {
     "auth": (Auth, {"token": text_up_to(MAX_TOKEN_CHARS)}),
     "send": (Send, {"chat_id": positive_id, "client_message_id": uuid_text, "body": text_up_to(MAX_BODY_CHARS)}),
+    "reply": (
+        Reply,
+        {
+            "chat_id": positive_id,
+            "client_message_id": uuid_text,
+            "body": text_up_to(MAX_BODY_CHARS),
+            "reply_to_seq": positive_id,
+        },
+    ),
     "edit": (Edit, {"chat_id": positive_id, "seq": positive_id, "body": text_up_to(MAX_BODY_CHARS)}),
     "delete": (Delete, {"chat_id": positive_id, "seq": positive_id}),
     "read": (Read, {"chat_id": positive_id, "seq": positive_id}),
@@ -194,7 +218,7 @@ def parse_frame(text: str) -> Command:
 
 
 def client_message_id_in(text: str) -> UUID | None:
-    """The valid ``client_message_id`` of a ``send`` frame that parse_frame refused (for another field), if any.
+    """The valid ``client_message_id`` of a ``send`` (or ``reply``) frame that parse_frame refused (for another field), if any.
 
     An error that answers a send names its message, so that a client without refs knows which one failed; a
     body that is too long, say, leaves the client_message_id perfectly good. Only called for a refused frame:
@@ -204,7 +228,7 @@ def client_message_id_in(text: str) -> UUID | None:
         document = json.loads(text)
     except json.JSONDecodeError:
         return None
-    if not isinstance(document, dict) or document.get("type") != "send":
+    if not isinstance(document, dict) or document.get("type") not in ("send", "reply"):
         return None
     try:
         return uuid_text(document.get("client_message_id"))

@@ -37,9 +37,10 @@ from .connection import (
     TokenBucket,
     frame_bytes,
 )
-from .frames import Auth, Command, Delete, Edit, FrameError, Ping, Read, Send, Sync, Typing
+from .frames import SENDS, Auth, Command, Delete, Edit, FrameError, Ping, Read, Reply, Send, Sync, Typing
 from .identity import claims_for_token
 from .problems import (
+    CONFLICT,
     FORBIDDEN,
     INVALID,
     NOT_FOUND,
@@ -65,6 +66,7 @@ CODE_OF_PROBLEM: dict[ProblemKind, str] = {
     NOT_FOUND: frames.NOT_FOUND,
     FORBIDDEN: frames.FORBIDDEN,
     INVALID: frames.INVALID,
+    CONFLICT: frames.CONFLICT,
     TOO_MANY: frames.RATE_LIMITED,
     UNAVAILABLE: frames.UNAVAILABLE,
     TIMEOUT: frames.UNAVAILABLE,
@@ -86,7 +88,7 @@ def error_for_problem(problem: Problem, command: Command) -> dict[str, Any]:
         problem.detail,
         command.ref,
         retry_after=int(retry_after) if retry_after is not None else None,
-        client_message_id=command.client_message_id if isinstance(command, Send) else None,
+        client_message_id=command.client_message_id if isinstance(command, SENDS) else None,
     )
 
 
@@ -205,7 +207,7 @@ class Session:
             refused = None
         ref = command.ref if command is not None else refused.ref if refused is not None else None
         # An error that answers a send names its message, even one refused while parsing (a body too long).
-        cmid = command.client_message_id if isinstance(command, Send) else None
+        cmid = command.client_message_id if isinstance(command, SENDS) else None
         if refused is not None and text is not None:
             cmid = frames.client_message_id_in(text)
         if wait > 0:
@@ -231,7 +233,7 @@ class Session:
         try:
             answer = await self._answer(command)
         except FrameError as error:
-            cmid = command.client_message_id if isinstance(command, Send) else None
+            cmid = command.client_message_id if isinstance(command, SENDS) else None
             answer = frames.error_frame(error.code, error.message, command.ref, client_message_id=cmid)
         except Problem as problem:
             answer = error_for_problem(problem, command)
@@ -247,12 +249,15 @@ class Session:
         match command:
             case Auth():
                 raise FrameError(frames.BAD_FRAME, "this connection is authenticated already", command.ref)
-            case Send(chat_id=chat_id, client_message_id=client_message_id, body=body):
-                message = await send_message(gateway, user_id, chat_id, client_message_id, body)
+            case Send() | Reply():
+                reply_to_seq = command.reply_to_seq if isinstance(command, Reply) else None
+                message = await send_message(
+                    gateway, user_id, command.chat_id, command.client_message_id, command.body, reply_to_seq
+                )
                 created_at = from_timestamp(message.created_at).isoformat()
                 return frames.ack_frame(
-                    command, chat_id=chat_id, client_message_id=str(client_message_id), seq=message.seq,
-                    created_at=created_at,
+                    command, chat_id=command.chat_id, client_message_id=str(command.client_message_id),
+                    seq=message.seq, created_at=created_at,
                 )  # fmt: skip
             case Edit(chat_id=chat_id, seq=seq, body=body):
                 message = await gateway.chats.edit_message(user_id, chat_id, seq, body)

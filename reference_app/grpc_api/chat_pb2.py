@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17messenger/v1/chat.proto\x12\x0cmessenger.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"k\n\x04\x43hat\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x15\n\rother_user_id\x18\x02 \x01(\x03\x12\x10\n\x08last_seq\x18\x03 \x01(\x03\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xf2\x01\n\x07Message\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\x03\x12\x0b\n\x03seq\x18\x02 \x01(\x03\x12\x11\n\tsender_id\x18\x03 \x01(\x03\x12\x19\n\x11\x63lient_message_id\x18\x04 \x01(\t\x12\x0c\n\x04\x62ody\x18\x05 \x01(\t\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tedited_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ndeleted_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"x\n\x0b\x43hatSummary\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\x03\x12\x15\n\rother_user_id\x18\x02 \x01(\x03\x12+\n\x0clast_message\x18\x03 \x01(\x0b\x32\x15.messenger.v1.Message\x12\x14\n\x0cunread_count\x18\x04 \x01(\x03\"\xb8\x01\n\x0cNotification\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63hat_id\x18\x03 \x01(\x03\x12\x0b\n\x03seq\x18\x04 \x01(\x03\x12\x0f\n\x07preview\x18\x05 \x01(\t\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07read_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"(\n\x0fOpenChatRequest\x12\x15\n\rother_user_id\x18\x01 \x01(\x03\"4\n\x10OpenChatResponse\x12 \n\x04\x63hat\x18\x01 \x01(\x0b\x32\x12.messenger.v1.Chat\"N\n\x12SendMessageRequest\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\x03\x12\x19\n\x11\x63lient_message_id\x18\x02 \x01(\t\x12\x0c\n\x04\x62ody\x18\x03 \x01(\t\"=\n\x13SendMessageResponse\x12&\n\x07message\x18\x01 \x01(\x0b\x32\x15.messenger.v1.Message\"@\n\x12\x45\x64itMessageRequest\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\x03\x12\x0b\n\x03seq\x18\x02 \x01(\x03\x12\x0c\n\x04\x62ody\x18\x03 \x01(\t\"=\n\x13\x45\x64itMessageResponse\x12&\n\x07message\x18\x01 \x01(\x0b\x32\x15.messenger.v1.Message\"4\n\x14\x44\x65leteMessageRequest\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\x03\x12\x0b\n\x03seq\x18\x02 \x01(\x03\"?\n\x15\x44\x65leteMessageResponse\x12&\n\x07message\x18\x01 \x01(\x0b\x32\x15.messenger.v1.Message\"g\n\x0eHistoryRequest\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\x03\x12\x14\n\nbefore_seq\x18\x02 \x01(\x03H\x00\x12\x13\n\tafter_seq\x18\x03 \x01(\x03H\x00\x12\r\n\x05limit\x18\x04 \x01(\x05\x42\n\n\x08position\"L\n\x0fHistoryResponse\x12\'\n\x08messages\x18\x01 \x03(\x0b\x32\x15.messenger.v1.Message\x12\x10\n\x08has_more\x18\x02 \x01(\x08\"/\n\x0fMarkReadRequest\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\x03\x12\x0b\n\x03seq\x18\x02 \x01(\x03\")\n\x10MarkReadResponse\x12\x15\n\rlast_read_seq\x18\x01 \x01(\x03\"\x12\n\x10ListChatsRequest\"=\n\x11ListChatsResponse\x12(\n\x05\x63hats\x18\x01 \x03(\x0b\x32\x19.messenger.v1.ChatSummary\")\n\x18ListNotificationsRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\"N\n\x19ListNotificationsResponse\x12\x31\n\rnotifications\x18\x01 \x03(\x0b\x32\x1a.messenger.v1.Notification2\xa1\x05\n\x0b\x43hatService\x12I\n\x08OpenChat\x12\x1d.messenger.v1.OpenChatRequest\x1a\x1e.messenger.v1.OpenChatResponse\x12R\n\x0bSendMessage\x12 .messenger.v1.SendMessageRequest\x1a!.messenger.v1.SendMessageResponse\x12R\n\x0b\x45\x64itMessage\x12 .messenger.v1.EditMessageRequest\x1a!.messenger.v1.EditMessageResponse\x12X\n\rDeleteMessage\x12\".messenger.v1.DeleteMessageRequest\x1a#.messenger.v1.DeleteMessageResponse\x12\x46\n\x07History\x12\x1c.messenger.v1.HistoryRequest\x1a\x1d.messenger.v1.HistoryResponse\x12I\n\x08MarkRead\x12\x1d.messenger.v1.MarkReadRequest\x1a\x1e.messenger.v1.MarkReadResponse\x12L\n\tListChats\x12\x1e.messenger.v1.ListChatsRequest\x1a\x1f.messenger.v1.ListChatsResponse\x12\x64\n\x11ListNotifications\x12&.messenger.v1.ListNotificationsRequest\x1a\'.messenger.v1.ListNotificationsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17messenger/v1/chat.proto\x12\x0cmessenger.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"k\n\x04\x43hat\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x15\n\rother_user_id\x18\x02 \x01(\x03\x12\x10\n\x08last_seq\x18\x03 \x01(\x03\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc5\x02\n\x07Message\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\x03\x12\x0b\n\x03seq\x18\x02 \x01(\x03\x12\x11\n\tsender_id\x18\x03 \x01(\x03\x12\x19\n\x11\x63lient_message_id\x18\x04 \x01(\t\x12\x0c\n\x04\x62ody\x18\x05 \x01(\t\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tedited_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ndeleted_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x0creply_to_seq\x18\t \x01(\x03H\x00\x88\x01\x01\x12%\n\x08reply_to\x18\n \x01(\x0b\x32\x13.messenger.v1.QuoteB\x0f\n\r_reply_to_seq\"F\n\x05Quote\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12\x11\n\tsender_id\x18\x02 \x01(\x03\x12\x0c\n\x04\x62ody\x18\x03 \x01(\t\x12\x0f\n\x07\x64\x65leted\x18\x04 \x01(\x08\"x\n\x0b\x43hatSummary\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\x03\x12\x15\n\rother_user_id\x18\x02 \x01(\x03\x12+\n\x0clast_message\x18\x03 \x01(\x0b\x32\x15.messenger.v1.Message\x12\x14\n\x0cunread_count\x18\x04 \x01(\x03\"\xb8\x01\n\x0cNotification\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63hat_id\x18\x03 \x01(\x03\x12\x0b\n\x03seq\x18\x04 \x01(\x03\x12\x0f\n\x07preview\x18\x05 \x01(\t\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07read_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"(\n\x0fOpenChatRequest\x12\x15\n\rother_user_id\x18\x01 \x01(\x03\"4\n\x10OpenChatResponse\x12 \n\x04\x63hat\x18\x01 \x01(\x0b\x32\x12.messenger.v1.Chat\"z\n\x12SendMessageRequest\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\x03\x12\x19\n\x11\x63lient_message_id\x18\x02 \x01(\t\x12\x0c\n\x04\x62ody\x18\x03 \x01(\t\x12\x19\n\x0creply_to_seq\x18\x04 \x01(\x03H\x00\x88\x01\x01\x42\x0f\n\r_reply_to_seq\"=\n\x13SendMessageResponse\x12&\n\x07message\x18\x01 \x01(\x0b\x32\x15.messenger.v1.Message\"@\n\x12\x45\x64itMessageRequest\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\x03\x12\x0b\n\x03seq\x18\x02 \x01(\x03\x12\x0c\n\x04\x62ody\x18\x03 \x01(\t\"=\n\x13\x45\x64itMessageResponse\x12&\n\x07message\x18\x01 \x01(\x0b\x32\x15.messenger.v1.Message\"4\n\x14\x44\x65leteMessageRequest\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\x03\x12\x0b\n\x03seq\x18\x02 \x01(\x03\"?\n\x15\x44\x65leteMessageResponse\x12&\n\x07message\x18\x01 \x01(\x0b\x32\x15.messenger.v1.Message\"g\n\x0eHistoryRequest\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\x03\x12\x14\n\nbefore_seq\x18\x02 \x01(\x03H\x00\x12\x13\n\tafter_seq\x18\x03 \x01(\x03H\x00\x12\r\n\x05limit\x18\x04 \x01(\x05\x42\n\n\x08position\"L\n\x0fHistoryResponse\x12\'\n\x08messages\x18\x01 \x03(\x0b\x32\x15.messenger.v1.Message\x12\x10\n\x08has_more\x18\x02 \x01(\x08\"/\n\x0fMarkReadRequest\x12\x0f\n\x07\x63hat_id\x18\x01 \x01(\x03\x12\x0b\n\x03seq\x18\x02 \x01(\x03\")\n\x10MarkReadResponse\x12\x15\n\rlast_read_seq\x18\x01 \x01(\x03\"\x12\n\x10ListChatsRequest\"=\n\x11ListChatsResponse\x12(\n\x05\x63hats\x18\x01 \x03(\x0b\x32\x19.messenger.v1.ChatSummary\")\n\x18ListNotificationsRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\"N\n\x19ListNotificationsResponse\x12\x31\n\rnotifications\x18\x01 \x03(\x0b\x32\x1a.messenger.v1.Notification2\xa1\x05\n\x0b\x43hatService\x12I\n\x08OpenChat\x12\x1d.messenger.v1.OpenChatRequest\x1a\x1e.messenger.v1.OpenChatResponse\x12R\n\x0bSendMessage\x12 .messenger.v1.SendMessageRequest\x1a!.messenger.v1.SendMessageResponse\x12R\n\x0b\x45\x64itMessage\x12 .messenger.v1.EditMessageRequest\x1a!.messenger.v1.EditMessageResponse\x12X\n\rDeleteMessage\x12\".messenger.v1.DeleteMessageRequest\x1a#.messenger.v1.DeleteMessageResponse\x12\x46\n\x07History\x12\x1c.messenger.v1.HistoryRequest\x1a\x1d.messenger.v1.HistoryResponse\x12I\n\x08MarkRead\x12\x1d.messenger.v1.MarkReadRequest\x1a\x1e.messenger.v1.MarkReadResponse\x12L\n\tListChats\x12\x1e.messenger.v1.ListChatsRequest\x1a\x1f.messenger.v1.ListChatsResponse\x12\x64\n\x11ListNotifications\x12&.messenger.v1.ListNotificationsRequest\x1a\'.messenger.v1.ListNotificationsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,43 +35,45 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHAT']._serialized_start=74
   _globals['_CHAT']._serialized_end=181
   _globals['_MESSAGE']._serialized_start=184
-  _globals['_MESSAGE']._serialized_end=426
-  _globals['_CHATSUMMARY']._serialized_start=428
-  _globals['_CHATSUMMARY']._serialized_end=548
-  _globals['_NOTIFICATION']._serialized_start=551
-  _globals['_NOTIFICATION']._serialized_end=735
-  _globals['_OPENCHATREQUEST']._serialized_start=737
-  _globals['_OPENCHATREQUEST']._serialized_end=777
-  _globals['_OPENCHATRESPONSE']._serialized_start=779
-  _globals['_OPENCHATRESPONSE']._serialized_end=831
-  _globals['_SENDMESSAGEREQUEST']._serialized_start=833
-  _globals['_SENDMESSAGEREQUEST']._serialized_end=911
-  _globals['_SENDMESSAGERESPONSE']._serialized_start=913
-  _globals['_SENDMESSAGERESPONSE']._serialized_end=974
-  _globals['_EDITMESSAGEREQUEST']._serialized_start=976
-  _globals['_EDITMESSAGEREQUEST']._serialized_end=1040
-  _globals['_EDITMESSAGERESPONSE']._serialized_start=1042
-  _globals['_EDITMESSAGERESPONSE']._serialized_end=1103
-  _globals['_DELETEMESSAGEREQUEST']._serialized_start=1105
-  _globals['_DELETEMESSAGEREQUEST']._serialized_end=1157
-  _globals['_DELETEMESSAGERESPONSE']._serialized_start=1159
-  _globals['_DELETEMESSAGERESPONSE']._serialized_end=1222
-  _globals['_HISTORYREQUEST']._serialized_start=1224
-  _globals['_HISTORYREQUEST']._serialized_end=1327
-  _globals['_HISTORYRESPONSE']._serialized_start=1329
-  _globals['_HISTORYRESPONSE']._serialized_end=1405
-  _globals['_MARKREADREQUEST']._serialized_start=1407
-  _globals['_MARKREADREQUEST']._serialized_end=1454
-  _globals['_MARKREADRESPONSE']._serialized_start=1456
-  _globals['_MARKREADRESPONSE']._serialized_end=1497
-  _globals['_LISTCHATSREQUEST']._serialized_start=1499
-  _globals['_LISTCHATSREQUEST']._serialized_end=1517
-  _globals['_LISTCHATSRESPONSE']._serialized_start=1519
-  _globals['_LISTCHATSRESPONSE']._serialized_end=1580
-  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_start=1582
-  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_end=1623
-  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_start=1625
-  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_end=1703
-  _globals['_CHATSERVICE']._serialized_start=1706
-  _globals['_CHATSERVICE']._serialized_end=2379
+  _globals['_MESSAGE']._serialized_end=509
+  _globals['_QUOTE']._serialized_start=511
+  _globals['_QUOTE']._serialized_end=581
+  _globals['_CHATSUMMARY']._serialized_start=583
+  _globals['_CHATSUMMARY']._serialized_end=703
+  _globals['_NOTIFICATION']._serialized_start=706
+  _globals['_NOTIFICATION']._serialized_end=890
+  _globals['_OPENCHATREQUEST']._serialized_start=892
+  _globals['_OPENCHATREQUEST']._serialized_end=932
+  _globals['_OPENCHATRESPONSE']._serialized_start=934
+  _globals['_OPENCHATRESPONSE']._serialized_end=986
+  _globals['_SENDMESSAGEREQUEST']._serialized_start=988
+  _globals['_SENDMESSAGEREQUEST']._serialized_end=1110
+  _globals['_SENDMESSAGERESPONSE']._serialized_start=1112
+  _globals['_SENDMESSAGERESPONSE']._serialized_end=1173
+  _globals['_EDITMESSAGEREQUEST']._serialized_start=1175
+  _globals['_EDITMESSAGEREQUEST']._serialized_end=1239
+  _globals['_EDITMESSAGERESPONSE']._serialized_start=1241
+  _globals['_EDITMESSAGERESPONSE']._serialized_end=1302
+  _globals['_DELETEMESSAGEREQUEST']._serialized_start=1304
+  _globals['_DELETEMESSAGEREQUEST']._serialized_end=1356
+  _globals['_DELETEMESSAGERESPONSE']._serialized_start=1358
+  _globals['_DELETEMESSAGERESPONSE']._serialized_end=1421
+  _globals['_HISTORYREQUEST']._serialized_start=1423
+  _globals['_HISTORYREQUEST']._serialized_end=1526
+  _globals['_HISTORYRESPONSE']._serialized_start=1528
+  _globals['_HISTORYRESPONSE']._serialized_end=1604
+  _globals['_MARKREADREQUEST']._serialized_start=1606
+  _globals['_MARKREADREQUEST']._serialized_end=1653
+  _globals['_MARKREADRESPONSE']._serialized_start=1655
+  _globals['_MARKREADRESPONSE']._serialized_end=1696
+  _globals['_LISTCHATSREQUEST']._serialized_start=1698
+  _globals['_LISTCHATSREQUEST']._serialized_end=1716
+  _globals['_LISTCHATSRESPONSE']._serialized_start=1718
+  _globals['_LISTCHATSRESPONSE']._serialized_end=1779
+  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_start=1781
+  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_end=1822
+  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_start=1824
+  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_end=1902
+  _globals['_CHATSERVICE']._serialized_start=1905
+  _globals['_CHATSERVICE']._serialized_end=2578
 # @@protoc_insertion_point(module_scope)

@@ -69,6 +69,8 @@ class Message(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     EDITED_AT_FIELD_NUMBER: _builtins.int
     DELETED_AT_FIELD_NUMBER: _builtins.int
+    REPLY_TO_SEQ_FIELD_NUMBER: _builtins.int
+    REPLY_TO_FIELD_NUMBER: _builtins.int
     chat_id: _builtins.int
     seq: _builtins.int
     sender_id: _builtins.int
@@ -76,6 +78,11 @@ class Message(_message.Message):
     """the UUID the sender chose, as text"""
     body: _builtins.str
     """empty once the message is deleted"""
+    reply_to_seq: _builtins.int
+    """Replies (added after the first release: new field numbers, so clients built before them keep working and
+    simply do not see these two). Not set when the message answers nothing.
+    the earlier message of the same chat that this one answers
+    """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -85,6 +92,10 @@ class Message(_message.Message):
     @_builtins.property
     def deleted_at(self) -> _timestamp_pb2.Timestamp:
         """not set unless the message was deleted"""
+
+    @_builtins.property
+    def reply_to(self) -> Global___Quote:
+        """how that message reads now; set whenever reply_to_seq is"""
 
     def __init__(
         self,
@@ -97,14 +108,49 @@ class Message(_message.Message):
         created_at: _timestamp_pb2.Timestamp | None = ...,
         edited_at: _timestamp_pb2.Timestamp | None = ...,
         deleted_at: _timestamp_pb2.Timestamp | None = ...,
+        reply_to_seq: _builtins.int | None = ...,
+        reply_to: Global___Quote | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "deleted_at", b"deleted_at", "edited_at", b"edited_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_reply_to_seq", b"_reply_to_seq", "created_at", b"created_at", "deleted_at", b"deleted_at", "edited_at", b"edited_at", "reply_to", b"reply_to", "reply_to_seq", b"reply_to_seq"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "chat_id", b"chat_id", "client_message_id", b"client_message_id", "created_at", b"created_at", "deleted_at", b"deleted_at", "edited_at", b"edited_at", "sender_id", b"sender_id", "seq", b"seq"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_reply_to_seq", b"_reply_to_seq", "body", b"body", "chat_id", b"chat_id", "client_message_id", b"client_message_id", "created_at", b"created_at", "deleted_at", b"deleted_at", "edited_at", b"edited_at", "reply_to", b"reply_to", "reply_to_seq", b"reply_to_seq", "sender_id", b"sender_id", "seq", b"seq"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__reply_to_seq: _TypeAlias = _typing.Literal["reply_to_seq"]  # noqa: Y015
+    _WhichOneofArgType__reply_to_seq: _TypeAlias = _typing.Literal["_reply_to_seq", b"_reply_to_seq"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__reply_to_seq) -> _WhichOneofReturnType__reply_to_seq | None: ...
+
+Global___Message: _TypeAlias = Message  # noqa: Y015
+
+@_typing.final
+class Quote(_message.Message):
+    """What a reply shows of the message it answers."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQ_FIELD_NUMBER: _builtins.int
+    SENDER_ID_FIELD_NUMBER: _builtins.int
+    BODY_FIELD_NUMBER: _builtins.int
+    DELETED_FIELD_NUMBER: _builtins.int
+    seq: _builtins.int
+    sender_id: _builtins.int
+    body: _builtins.str
+    """empty when the quoted message was deleted"""
+    deleted: _builtins.bool
+    def __init__(
+        self,
+        *,
+        seq: _builtins.int = ...,
+        sender_id: _builtins.int = ...,
+        body: _builtins.str = ...,
+        deleted: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "deleted", b"deleted", "sender_id", b"sender_id", "seq", b"seq"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___Message: _TypeAlias = Message  # noqa: Y015
+Global___Quote: _TypeAlias = Quote  # noqa: Y015
 
 @_typing.final
 class ChatSummary(_message.Message):
@@ -233,22 +279,28 @@ class SendMessageRequest(_message.Message):
     CHAT_ID_FIELD_NUMBER: _builtins.int
     CLIENT_MESSAGE_ID_FIELD_NUMBER: _builtins.int
     BODY_FIELD_NUMBER: _builtins.int
+    REPLY_TO_SEQ_FIELD_NUMBER: _builtins.int
     chat_id: _builtins.int
     client_message_id: _builtins.str
     """A UUID chosen by the sender's device, once per message, and sent again unchanged on every retry."""
     body: _builtins.str
+    reply_to_seq: _builtins.int
+    """Reply to this earlier message of the same chat. FAILED_PRECONDITION when the chat has no such message."""
     def __init__(
         self,
         *,
         chat_id: _builtins.int = ...,
         client_message_id: _builtins.str = ...,
         body: _builtins.str = ...,
+        reply_to_seq: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_reply_to_seq", b"_reply_to_seq", "reply_to_seq", b"reply_to_seq"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "chat_id", b"chat_id", "client_message_id", b"client_message_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_reply_to_seq", b"_reply_to_seq", "body", b"body", "chat_id", b"chat_id", "client_message_id", b"client_message_id", "reply_to_seq", b"reply_to_seq"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__reply_to_seq: _TypeAlias = _typing.Literal["reply_to_seq"]  # noqa: Y015
+    _WhichOneofArgType__reply_to_seq: _TypeAlias = _typing.Literal["_reply_to_seq", b"_reply_to_seq"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__reply_to_seq) -> _WhichOneofReturnType__reply_to_seq | None: ...
 
 Global___SendMessageRequest: _TypeAlias = SendMessageRequest  # noqa: Y015
 

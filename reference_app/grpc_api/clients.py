@@ -110,8 +110,12 @@ class ChatClient:
         request = chat_pb2.OpenChatRequest(other_user_id=other_user_id)
         return (await self._stub.OpenChat(request, **self._options(user_id))).chat
 
-    async def send_message(self, user_id: int, chat_id: int, client_message_id: UUID, body: str) -> chat_pb2.Message:
-        request = chat_pb2.SendMessageRequest(chat_id=chat_id, client_message_id=str(client_message_id), body=body)
+    async def send_message(
+        self, user_id: int, chat_id: int, client_message_id: UUID, body: str, reply_to_seq: int | None = None
+    ) -> chat_pb2.Message:
+        request = chat_pb2.SendMessageRequest(
+            chat_id=chat_id, client_message_id=str(client_message_id), body=body, reply_to_seq=reply_to_seq
+        )
         return (await self._stub.SendMessage(request, **self._options(user_id))).message
 
     async def edit_message(self, user_id: int, chat_id: int, seq: int, body: str) -> chat_pb2.Message:

@@ -99,7 +99,7 @@ def test_running_the_migrations_again_is_a_no_op(empty_url: str) -> None:
     assert apply_migrations(empty_url) == []
     with psycopg.connect(empty_url) as connection:
         recorded = connection.execute("SELECT version FROM public.schema_migrations ORDER BY version").fetchall()
-    assert recorded == [("0001",), ("0002",), ("0003",), ("0004",)]
+    assert recorded == [("0001",), ("0002",), ("0003",), ("0004",), ("0005",)]
 
 
 def test_the_designed_indexes_exist(db: psycopg.Connection[Any]) -> None:

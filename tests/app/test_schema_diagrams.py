@@ -92,6 +92,7 @@ def test_each_sql_check_is_in_both_diagrams() -> None:
         "deleted_at IS NOT NULL AND body = ''",
         "last_read_seq >= 0",
         "char_length(preview) <= 100",
+        "reply_to_seq > 0 AND reply_to_seq < seq",
     ]
     sql = "".join(path.read_text(encoding="utf-8") for path in sorted(MIGRATIONS_DIR.glob("*.sql")))
     assert all(check in sql for check in checks), "a check listed here is no longer in the SQL migrations"

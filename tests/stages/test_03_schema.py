@@ -9,7 +9,7 @@ import pytest
 from app.db import Migration, MigrationError, apply_migrations, load_migrations, pending_migrations
 
 exercise = pytest.mark.exercise
-APP_FILES = ["0001_auth.sql", "0002_chat.sql", "0003_notifications.sql", "0004_outbox_notify.sql"]
+APP_FILES = ["0001_auth.sql", "0002_chat.sql", "0003_notifications.sql", "0004_outbox_notify.sql", "0005_replies.sql"]
 APP_TABLES = {
     "auth.users",
     "auth.sessions",

@@ -433,6 +433,22 @@ def test_a_post_with_an_image(gateway: TestClient) -> None:
     problem_of(text, 422, "uploading HTML as media")
 
 
+def test_a_reply_over_rest_shows_its_quote_and_a_reply_to_nothing_is_a_409(gateway: TestClient) -> None:
+    """Replies (stage 11) through the REST door: reply_to_seq in, the quote out."""
+    alice, alice_headers = sign_up(gateway, "alice")
+    bob, bob_headers = sign_up(gateway, "bob")
+    chat_id = open_chat(gateway, alice_headers, bob)
+    question = send(gateway, alice_headers, chat_id, "tea?").json()["seq"]
+    payload = {"client_message_id": str(uuid.uuid4()), "body": "yes please", "reply_to_seq": question}
+    reply = gateway.post(f"{API}/chats/{chat_id}/messages", json=payload, headers=bob_headers)
+    assert reply.status_code == 201, reply.text
+    assert reply.json()["reply_to"] == {"seq": question, "sender_id": alice, "body": "tea?", "deleted": False}
+    assert send(gateway, bob_headers, chat_id, "plain").json()["reply_to"] is None, "no reply, no quote"
+    payload = {"client_message_id": str(uuid.uuid4()), "body": "?", "reply_to_seq": 999}
+    missing = gateway.post(f"{API}/chats/{chat_id}/messages", json=payload, headers=bob_headers)
+    assert "cannot be replied to" in problem_of(missing, 409, "a reply to a message the chat does not have")["detail"]
+
+
 def test_comments_likes_and_the_feed(gateway: TestClient) -> None:
     _, alice_headers = sign_up(gateway, "alice")
     _, bob_headers = sign_up(gateway, "bob")

@@ -553,6 +553,26 @@ def test_a_message_is_pushed_to_the_other_member_and_the_senders_other_device(
     assert "members" not in to_b["message"], "the members list is for routing, not part of the pushed message"
 
 
+def test_a_reply_is_pushed_with_its_quote_and_a_reply_to_nothing_is_refused(
+    gateway: TestClient, relay: OutboxRelay, pair: tuple[tuple[int, str], tuple[int, str], int]
+) -> None:
+    """Replies (stage 11) over the socket: the `reply` command, its push with the quote, and its refusal."""
+    (a_id, a_token), (_, b_token), chat_id = pair
+    question = rest_send(gateway, a_token, chat_id, "lunch at 12?")
+    with signed_in(gateway, a_token) as a, signed_in(gateway, b_token) as b:
+        frame = {"type": "reply", "ref": "r", "chat_id": chat_id, "client_message_id": str(uuid.uuid4())}
+        b.send_json({**frame, "body": "yes", "reply_to_seq": question})
+        seq = until(b, of_type("ack", ref="r"), "the ack of the reply")["seq"]
+        to_a = until(a, pushed("message.created", chat_id, seq), "the reply pushed to A")
+        b.send_json({**frame, "ref": "r2", "client_message_id": str(uuid.uuid4()), "body": "?", "reply_to_seq": 99})
+        refused = until(b, of_type("error", ref="r2"), "the refusal of a reply to a message the chat does not have")
+    assert to_a["message"]["reply_to_seq"] == question, f"the push names the answered message: {to_a}"
+    assert to_a["message"]["reply_to"] == {"seq": question, "sender_id": a_id, "body": "lunch at 12?", "deleted": False}
+    assert refused["code"] == "conflict" and "cannot be replied to" in refused["message"], refused
+    history = gateway.get(f"/api/v1/chats/{chat_id}/messages", headers=bearer(a_token)).json()["messages"]
+    assert history[-1]["reply_to"]["body"] == "lunch at 12?" and history[0]["reply_to"] is None, history
+
+
 def test_edits_and_deletes_are_pushed(
     gateway: TestClient, relay: OutboxRelay, pair: tuple[tuple[int, str], tuple[int, str], int]
 ) -> None:

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 from psycopg import AsyncConnection
-from psycopg.errors import UniqueViolation
+from psycopg.errors import CheckViolation, ForeignKeyViolation, UniqueViolation
 from psycopg.rows import TupleRow, class_row, dict_row
 
 from ...db.pool import Pool
@@ -35,22 +36,30 @@ from ..domain import (
     MessageDraft,
     MessageNotFound,
     PrivateChat,
+    ReplyNotFound,
+    quote_of,
 )
 from ..service import DecideChange
 
 Connection = AsyncConnection[TupleRow]
 
 # The columns of a Message, in the order of its fields: with class_row(Message) a row becomes a Message.
-MESSAGE_COLUMNS = "chat_id, seq, sender_id, client_message_id, body, created_at, edited_at, deleted_at"
+MESSAGE_COLUMNS = "chat_id, seq, sender_id, client_message_id, body, created_at, edited_at, deleted_at, reply_to_seq"
 CHAT_COLUMNS = "id, user_low, user_high, last_seq, created_at"
 
 # The payload of every message event, built from a row source named `message` (a CTE or a table alias).
 # Built by PostgreSQL, so the event says exactly what was stored, created_at included. `members` names the
 # chat's two users: every gateway node knows whom to push the event to without asking the chat service.
+# `reply_to` is the quote of the message a reply answers, built by the same rule as chat.domain.quote_of (a
+# deleted message is quoted without its text): a pushed reply shows its quote without another request.
 EVENT_PAYLOAD = """jsonb_build_object(
     'chat_id', message.chat_id, 'seq', message.seq, 'sender_id', message.sender_id,
     'client_message_id', message.client_message_id, 'body', message.body,
     'created_at', message.created_at, 'edited_at', message.edited_at, 'deleted_at', message.deleted_at,
+    'reply_to_seq', message.reply_to_seq,
+    'reply_to', (SELECT jsonb_build_object('seq', q.seq, 'sender_id', q.sender_id, 'deleted', q.deleted_at IS NOT NULL,
+                                           'body', CASE WHEN q.deleted_at IS NULL THEN q.body ELSE '' END)
+                 FROM chat.messages q WHERE q.chat_id = message.chat_id AND q.seq = message.reply_to_seq),
     'members', (SELECT jsonb_build_array(c.user_low, c.user_high)
                 FROM chat.private_chats c WHERE c.id = message.chat_id))"""
 
@@ -59,6 +68,8 @@ NOTIFICATION_COLUMNS = "id, user_id, event_id, chat_id, seq, preview, created_at
 
 # The unique key that recognises a retried send: one sender, one chat, one client message id.
 CLIENT_MESSAGE_KEY = "messages_client_message_key"
+# The constraints of migration 0005 that refuse a reply: to no message of this chat, or to a later one.
+REPLY_CONSTRAINTS = frozenset({"messages_reply_same_chat", "messages_reply_earlier"})
 
 MAX_BIGINT = 2**63 - 1
 
@@ -88,22 +99,31 @@ class PostgresChatStore:
         async with self._pool.connection() as connection:
             try:
                 message = await _insert_message(connection, draft)
+            except (ForeignKeyViolation, CheckViolation) as error:
+                # exercise 11.2: a reply to a message the chat does not have is refused, and nothing is stored
+                raise NotImplementedError("exercise 11.2 is yours to write: see notebooks/11_*.ipynb, section 'Exercise 11.2'. Stuck? python -m workbook hint 11.2")
+                # end exercise
             except UniqueViolation as error:
                 # exercise 04.4: a retried send returns the original message
                 raise NotImplementedError("exercise 04.4 is yours to write: see notebooks/04_postgres.ipynb, section 'Exercise 04.4'. Stuck? python -m workbook hint 04.4")
                 # end exercise
-        if message is None:
-            raise ChatNotFound(draft.chat_id)
-        return message
+            if message is None:
+                raise ChatNotFound(draft.chat_id)
+            [quoted] = await _with_quotes(connection, draft.chat_id, [message])
+        return quoted
 
     async def change_message(self, chat_id: int, seq: int, user_id: int, decide: DecideChange) -> Message:
         async with unit_of_work(self._pool) as connection:
-            return await _change_message(connection, chat_id, seq, user_id, decide)
+            message = await _change_message(connection, chat_id, seq, user_id, decide)
+            [quoted] = await _with_quotes(connection, chat_id, [message])
+            return quoted
 
     async def history(self, chat_id: int, user_id: int, query: HistoryQuery) -> HistoryPage:
         async with unit_of_work(self._pool) as connection:
             await _member_chat(connection, chat_id, user_id)
-            return await _history_page(connection, chat_id, query)
+            page = await _history_page(connection, chat_id, query)
+            messages = await _with_quotes(connection, chat_id, list(page.messages))
+            return HistoryPage(tuple(messages), page.has_more)
 
     async def mark_read(self, chat_id: int, user_id: int, seq: int) -> int:
         async with self._pool.connection() as connection:
@@ -205,6 +225,13 @@ async def _history_page(connection: Connection, chat_id: int, query: HistoryQuer
     # end exercise
 
 
+async def _with_quotes(connection: Connection, chat_id: int, messages: list[Message]) -> list[Message]:
+    """The messages, each reply with the quote of the message it answers (as that message is now)."""
+    # exercise 11.3: fill in the quotes of a page's replies with one query
+    raise NotImplementedError("exercise 11.3 is yours to write: see notebooks/11_*.ipynb, section 'Exercise 11.3'. Stuck? python -m workbook hint 11.3")
+    # end exercise
+
+
 async def _chat_summaries(connection: Connection, user_id: int) -> list[ChatSummary]:
     # exercise 04.6: a user's chat list, with last message and unread count, in one query
     raise NotImplementedError("exercise 04.6 is yours to write: see notebooks/04_postgres.ipynb, section 'Exercise 04.6'. Stuck? python -m workbook hint 04.6")
@@ -221,4 +248,5 @@ def _last_message(row: dict[str, Any]) -> Message:
         created_at=row["created_at"],
         edited_at=row["edited_at"],
         deleted_at=row["deleted_at"],
+        reply_to_seq=row["reply_to_seq"],
     )

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 from psycopg import AsyncConnection
-from psycopg.errors import UniqueViolation
+from psycopg.errors import CheckViolation, ForeignKeyViolation, UniqueViolation
 from psycopg.rows import TupleRow, class_row, dict_row
 
 from ...db.pool import Pool
@@ -35,22 +36,30 @@ from ..domain import (
     MessageDraft,
     MessageNotFound,
     PrivateChat,
+    ReplyNotFound,
+    quote_of,
 )
 from ..service import DecideChange
 
 Connection = AsyncConnection[TupleRow]
 
 # The columns of a Message, in the order of its fields: with class_row(Message) a row becomes a Message.
-MESSAGE_COLUMNS = "chat_id, seq, sender_id, client_message_id, body, created_at, edited_at, deleted_at"
+MESSAGE_COLUMNS = "chat_id, seq, sender_id, client_message_id, body, created_at, edited_at, deleted_at, reply_to_seq"
 CHAT_COLUMNS = "id, user_low, user_high, last_seq, created_at"
 
 # The payload of every message event, built from a row source named `message` (a CTE or a table alias).
 # Built by PostgreSQL, so the event says exactly what was stored, created_at included. `members` names the
 # chat's two users: every gateway node knows whom to push the event to without asking the chat service.
+# `reply_to` is the quote of the message a reply answers, built by the same rule as chat.domain.quote_of (a
+# deleted message is quoted without its text): a pushed reply shows its quote without another request.
 EVENT_PAYLOAD = """jsonb_build_object(
     'chat_id', message.chat_id, 'seq', message.seq, 'sender_id', message.sender_id,
     'client_message_id', message.client_message_id, 'body', message.body,
     'created_at', message.created_at, 'edited_at', message.edited_at, 'deleted_at', message.deleted_at,
+    'reply_to_seq', message.reply_to_seq,
+    'reply_to', (SELECT jsonb_build_object('seq', q.seq, 'sender_id', q.sender_id, 'deleted', q.deleted_at IS NOT NULL,
+                                           'body', CASE WHEN q.deleted_at IS NULL THEN q.body ELSE '' END)
+                 FROM chat.messages q WHERE q.chat_id = message.chat_id AND q.seq = message.reply_to_seq),
     'members', (SELECT jsonb_build_array(c.user_low, c.user_high)
                 FROM chat.private_chats c WHERE c.id = message.chat_id))"""
 
@@ -59,6 +68,8 @@ NOTIFICATION_COLUMNS = "id, user_id, event_id, chat_id, seq, preview, created_at
 
 # The unique key that recognises a retried send: one sender, one chat, one client message id.
 CLIENT_MESSAGE_KEY = "messages_client_message_key"
+# The constraints of migration 0005 that refuse a reply: to no message of this chat, or to a later one.
+REPLY_CONSTRAINTS = frozenset({"messages_reply_same_chat", "messages_reply_earlier"})
 
 MAX_BIGINT = 2**63 - 1
 
@@ -88,6 +99,15 @@ class PostgresChatStore:
         async with self._pool.connection() as connection:
             try:
                 message = await _insert_message(connection, draft)
+            except (ForeignKeyViolation, CheckViolation) as error:
+                # exercise 11.2: a reply to a message the chat does not have is refused, and nothing is stored
+                # hint: Migration 0005 lets PostgreSQL refuse such a reply inside the send statement itself: messages_reply_same_chat (no such seq in this chat) or messages_reply_earlier (itself or a later one). REPLY_CONSTRAINTS names both.
+                # hint: error.diag.constraint_name says which constraint refused the row. One of ours: raise ReplyNotFound(draft.chat_id, draft.reply_to_seq) from None. Any other: re-raise, it is a bug.
+                # hint: Nothing to undo: the statement failed as a whole, so the chat's last_seq did not move and no outbox row was written.
+                if error.diag.constraint_name not in REPLY_CONSTRAINTS or draft.reply_to_seq is None:
+                    raise
+                raise ReplyNotFound(draft.chat_id, draft.reply_to_seq) from None
+                # end exercise
             except UniqueViolation as error:
                 # exercise 04.4: a retried send returns the original message
                 # hint: The statement of 04.3 failed as a whole, so the retry created nothing: no seq, no outbox row. Now find what the first attempt stored.
@@ -103,18 +123,23 @@ class PostgresChatStore:
                 )
                 message = await cursor.fetchone()
                 # end exercise
-        if message is None:
-            raise ChatNotFound(draft.chat_id)
-        return message
+            if message is None:
+                raise ChatNotFound(draft.chat_id)
+            [quoted] = await _with_quotes(connection, draft.chat_id, [message])
+        return quoted
 
     async def change_message(self, chat_id: int, seq: int, user_id: int, decide: DecideChange) -> Message:
         async with unit_of_work(self._pool) as connection:
-            return await _change_message(connection, chat_id, seq, user_id, decide)
+            message = await _change_message(connection, chat_id, seq, user_id, decide)
+            [quoted] = await _with_quotes(connection, chat_id, [message])
+            return quoted
 
     async def history(self, chat_id: int, user_id: int, query: HistoryQuery) -> HistoryPage:
         async with unit_of_work(self._pool) as connection:
             await _member_chat(connection, chat_id, user_id)
-            return await _history_page(connection, chat_id, query)
+            page = await _history_page(connection, chat_id, query)
+            messages = await _with_quotes(connection, chat_id, list(page.messages))
+            return HistoryPage(tuple(messages), page.has_more)
 
     async def mark_read(self, chat_id: int, user_id: int, seq: int) -> int:
         async with self._pool.connection() as connection:
@@ -227,8 +252,8 @@ async def _insert_message(connection: Connection, draft: MessageDraft) -> Messag
             WHERE id = %(chat_id)s AND %(sender_id)s IN (user_low, user_high)
             RETURNING id, last_seq
         ), message AS (
-            INSERT INTO chat.messages (chat_id, seq, sender_id, client_message_id, body)
-            SELECT id, last_seq, %(sender_id)s, %(client_message_id)s, %(body)s FROM chat
+            INSERT INTO chat.messages (chat_id, seq, sender_id, client_message_id, body, reply_to_seq)
+            SELECT id, last_seq, %(sender_id)s, %(client_message_id)s, %(body)s, %(reply_to_seq)s FROM chat
             RETURNING {MESSAGE_COLUMNS}
         ), event AS (
             INSERT INTO chat.outbox (event_id, topic, payload)
@@ -246,6 +271,7 @@ async def _insert_message(connection: Connection, draft: MessageDraft) -> Messag
             "sender_id": draft.sender_id,
             "client_message_id": draft.client_message_id,
             "body": draft.body,
+            "reply_to_seq": draft.reply_to_seq,
             "topic": MESSAGE_CREATED,
         },
     )
@@ -318,6 +344,27 @@ async def _history_page(connection: Connection, chat_id: int, query: HistoryQuer
     # end exercise
 
 
+async def _with_quotes(connection: Connection, chat_id: int, messages: list[Message]) -> list[Message]:
+    """The messages, each reply with the quote of the message it answers (as that message is now)."""
+    # exercise 11.3: fill in the quotes of a page's replies with one query
+    # hint: Collect the reply_to_seq of every message that has one. None? Return the messages as they are: no query at all.
+    # hint: ONE query for the whole page, never one per reply (N + 1): SELECT {MESSAGE_COLUMNS} FROM chat.messages WHERE chat_id = %s AND seq = ANY(%s), with class_row(Message).
+    # hint: The rule of what a quote shows is the domain's: quote_of(message). dataclasses.replace(message, reply_to=…) gives the reply with its quote.
+    wanted = sorted({message.reply_to_seq for message in messages if message.reply_to_seq is not None})
+    if not wanted:
+        return messages
+    cursor = connection.cursor(row_factory=class_row(Message))
+    await cursor.execute(
+        f"SELECT {MESSAGE_COLUMNS} FROM chat.messages WHERE chat_id = %s AND seq = ANY(%s)", (chat_id, wanted)
+    )
+    quotes = {quoted.seq: quote_of(quoted) for quoted in await cursor.fetchall()}
+    return [
+        replace(message, reply_to=quotes.get(message.reply_to_seq)) if message.reply_to_seq is not None else message
+        for message in messages
+    ]
+    # end exercise
+
+
 async def _chat_summaries(connection: Connection, user_id: int) -> list[ChatSummary]:
     # exercise 04.6: a user's chat list, with last message and unread count, in one query
     # hint: One query, whatever the number of chats: a query per chat (N + 1 queries) is what this exercise forbids. FROM chat.private_chats c WHERE user_id IN (c.user_low, c.user_high).
@@ -331,7 +378,7 @@ async def _chat_summaries(connection: Connection, user_id: int) -> list[ChatSumm
                CASE WHEN c.user_low = %(user_id)s THEN c.user_high ELSE c.user_low END AS other_user_id,
                unread.count AS unread_count,
                last.seq, last.sender_id, last.client_message_id, last.body,
-               last.created_at, last.edited_at, last.deleted_at
+               last.created_at, last.edited_at, last.deleted_at, last.reply_to_seq
         FROM chat.private_chats c
         LEFT JOIN chat.read_state r ON r.chat_id = c.id AND r.user_id = %(user_id)s
         LEFT JOIN LATERAL (
@@ -369,4 +416,5 @@ def _last_message(row: dict[str, Any]) -> Message:
         created_at=row["created_at"],
         edited_at=row["edited_at"],
         deleted_at=row["deleted_at"],
+        reply_to_seq=row["reply_to_seq"],
     )
