@@ -187,7 +187,7 @@ class Message:
 def quote_of(message: Message) -> Quote:
     """How a reply shows ``message``: its current text, or "deleted" without any text once it is deleted."""
     # exercise 11.1: quote the message a reply answers; a deleted one is shown as deleted
-    raise NotImplementedError("exercise 11.1 is yours to write: see notebooks/11_*.ipynb, section 'Exercise 11.1'. Stuck? python -m workbook hint 11.1")
+    raise NotImplementedError("exercise 11.1 is yours to write: see notebooks/11_assembly.ipynb, section 'Exercise 11.1'. Stuck? python -m workbook hint 11.1")
     # end exercise
 
 

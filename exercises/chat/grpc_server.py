@@ -14,6 +14,7 @@ from typing import Any
 from uuid import UUID
 
 import grpc
+from loguru import logger
 
 from ..config import Settings
 from ..db.pool import open_pool
@@ -58,7 +59,7 @@ def message_message(message: Message) -> chat_pb2.Message:
 def quote_message(quote: Quote | None) -> chat_pb2.Quote | None:
     """A reply's quote on the wire; None leaves the field unset, which is what a message that answers nothing has."""
     # exercise 11.4: put a reply's quote on the wire
-    raise NotImplementedError("exercise 11.4 is yours to write: see notebooks/11_*.ipynb, section 'Exercise 11.4'. Stuck? python -m workbook hint 11.4")
+    raise NotImplementedError("exercise 11.4 is yours to write: see notebooks/11_assembly.ipynb, section 'Exercise 11.4'. Stuck? python -m workbook hint 11.4")
     # end exercise
 
 
@@ -107,6 +108,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         message = await self._chats.send_message(
             user_id, request.chat_id, client_message_id, request.body, reply_to_seq
         )
+        logger.debug("stored message {} of chat {} from user {}", message.seq, message.chat_id, user_id)
         return chat_pb2.SendMessageResponse(message=message_message(message))
 
     async def EditMessage(self, request: chat_pb2.EditMessageRequest, context: Context) -> chat_pb2.EditMessageResponse:

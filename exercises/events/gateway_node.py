@@ -63,6 +63,10 @@ class GatewayNode(QueueConsumer):
             logger.warning("{} dropped a malformed event on {}: {}", self.name, delivery.routing_key, error)
             delivery.dead_letter()  # a node queue has no dead-letter exchange: the message is dropped
             return
+        logger.debug(
+            "{} received {} event {} (chat {}, seq {})",
+            self.name, event.topic, event.event_id, event.payload.get("chat_id"), event.payload.get("seq"),
+        )  # fmt: skip
         try:
             self._on_event(event)
         except Exception:

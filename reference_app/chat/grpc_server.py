@@ -14,6 +14,7 @@ from typing import Any
 from uuid import UUID
 
 import grpc
+from loguru import logger
 
 from ..config import Settings
 from ..db.pool import open_pool
@@ -111,6 +112,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         message = await self._chats.send_message(
             user_id, request.chat_id, client_message_id, request.body, reply_to_seq
         )
+        logger.debug("stored message {} of chat {} from user {}", message.seq, message.chat_id, user_id)
         return chat_pb2.SendMessageResponse(message=message_message(message))
 
     async def EditMessage(self, request: chat_pb2.EditMessageRequest, context: Context) -> chat_pb2.EditMessageResponse:

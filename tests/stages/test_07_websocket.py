@@ -566,11 +566,21 @@ def test_a_reply_is_pushed_with_its_quote_and_a_reply_to_nothing_is_refused(
         to_a = until(a, pushed("message.created", chat_id, seq), "the reply pushed to A")
         b.send_json({**frame, "ref": "r2", "client_message_id": str(uuid.uuid4()), "body": "?", "reply_to_seq": 99})
         refused = until(b, of_type("error", ref="r2"), "the refusal of a reply to a message the chat does not have")
+        # The push's quote is built by PostgreSQL (the outbox payload), the history's by quote_of: the same rule.
+        taken_back = rest_send(gateway, a_token, chat_id, "a secret")
+        gateway.delete(f"/api/v1/chats/{chat_id}/messages/{taken_back}", headers=bearer(a_token))
+        b.send_json(
+            {**frame, "ref": "r3", "client_message_id": str(uuid.uuid4()), "body": "?", "reply_to_seq": taken_back}
+        )
+        late = until(b, of_type("ack", ref="r3"), "the ack of a reply to a deleted message")["seq"]
+        to_deleted = until(a, pushed("message.created", chat_id, late), "the reply to a deleted message, pushed")
     assert to_a["message"]["reply_to_seq"] == question, f"the push names the answered message: {to_a}"
     assert to_a["message"]["reply_to"] == {"seq": question, "sender_id": a_id, "body": "lunch at 12?", "deleted": False}
     assert refused["code"] == "conflict" and "cannot be replied to" in refused["message"], refused
     history = gateway.get(f"/api/v1/chats/{chat_id}/messages", headers=bearer(a_token)).json()["messages"]
-    assert history[-1]["reply_to"]["body"] == "lunch at 12?" and history[0]["reply_to"] is None, history
+    assert history[1]["reply_to"] == to_a["message"]["reply_to"] and history[0]["reply_to"] is None, history
+    deleted_quote = {"seq": taken_back, "sender_id": a_id, "body": "", "deleted": True}
+    assert to_deleted["message"]["reply_to"] == deleted_quote == history[-1]["reply_to"], "a deleted message: no text"
 
 
 def test_edits_and_deletes_are_pushed(

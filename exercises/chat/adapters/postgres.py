@@ -101,7 +101,7 @@ class PostgresChatStore:
                 message = await _insert_message(connection, draft)
             except (ForeignKeyViolation, CheckViolation) as error:
                 # exercise 11.2: a reply to a message the chat does not have is refused, and nothing is stored
-                raise NotImplementedError("exercise 11.2 is yours to write: see notebooks/11_*.ipynb, section 'Exercise 11.2'. Stuck? python -m workbook hint 11.2")
+                raise NotImplementedError("exercise 11.2 is yours to write: see notebooks/11_assembly.ipynb, section 'Exercise 11.2'. Stuck? python -m workbook hint 11.2")
                 # end exercise
             except UniqueViolation as error:
                 # exercise 04.4: a retried send returns the original message
@@ -228,7 +228,7 @@ async def _history_page(connection: Connection, chat_id: int, query: HistoryQuer
 async def _with_quotes(connection: Connection, chat_id: int, messages: list[Message]) -> list[Message]:
     """The messages, each reply with the quote of the message it answers (as that message is now)."""
     # exercise 11.3: fill in the quotes of a page's replies with one query
-    raise NotImplementedError("exercise 11.3 is yours to write: see notebooks/11_*.ipynb, section 'Exercise 11.3'. Stuck? python -m workbook hint 11.3")
+    raise NotImplementedError("exercise 11.3 is yours to write: see notebooks/11_assembly.ipynb, section 'Exercise 11.3'. Stuck? python -m workbook hint 11.3")
     # end exercise
 
 
