@@ -158,15 +158,20 @@ def _judged(together: bool) -> str:
 
 
 def _check_stage(stage: str, app_root: Path, *, together: bool) -> bool:
+    """The exercises of one stage, before the end-to-end run of stage 11 (which says itself what comes next)."""
     results = judge(app_root, exercises_of(stage), together=together)
-    _print_stage(stage, results, app_root, _judged(together))
-    return all(result.passed for result in results)
+    all_pass = all(result.passed for result in results)
+    _print_stage(stage, results, app_root, _judged(together), show_next=not all_pass)
+    return all_pass
 
 
-def _print_stage(stage: str, results: list[ExerciseResult], app_root: Path, how: str) -> None:
+def _print_stage(
+    stage: str, results: list[ExerciseResult], app_root: Path, how: str, *, show_next: bool = True
+) -> None:
     passed = sum(result.passed for result in results)
     print(f"Stage {stage}: {passed} of {len(results)} exercises pass, judged {how}\n{describe(results)}\n")
-    print(next_step(results, app_root))
+    if show_next:
+        print(next_step(results, app_root))
 
 
 # Hints, one at a time -----------------------------------------------------------------------------------------
