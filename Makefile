@@ -7,7 +7,7 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 # Bound the whole test step where GNU timeout exists (not on macOS); pytest-timeout bounds each test anyway.
 BOUNDED := $(if $(shell command -v timeout),timeout 2400,)
 
-.PHONY: start app-up app-down test install services-up services-down services-status doctor lint exercises schema schema-tools bench protos
+.PHONY: start app-up app-down test install services-up services-down services-status doctor lint exercises schema schema-tools bench protos client client-if-possible client-test browser
 
 # A second run is fast: the environment is rebuilt only when requirements.txt changes.
 install: $(VENV)/.installed
@@ -38,7 +38,7 @@ APP_ROOT ?= reference_app
 # The app's six processes (gateway, auth, chat, content, relay, notifier) start first, each ready before the next
 # (python -m workbook app up; logs in .workbook/app/logs/). They are stopped again however JupyterLab ends
 # (Ctrl+C included): the trap is set only once they are up, so a failed start never stops an app that ran before.
-start: services-up
+start: services-up client-if-possible
 	@$(PY) -m workbook app up --app-root $(APP_ROOT) || exit 1; \
 	trap '$(PY) -m workbook app down' EXIT; \
 	echo; \
@@ -53,7 +53,7 @@ JUPYTER_SETTINGS := --ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/t
 	--LabApp.app_settings_dir="$(CURDIR)/workbook/jupyterlab"
 
 # The app alone, without JupyterLab: `make app-up`, then `make app-down`.
-app-up: services-up
+app-up: services-up client-if-possible
 	$(PY) -m workbook app up --app-root $(APP_ROOT)
 
 app-down: install
@@ -83,8 +83,47 @@ bench: services-up
 	$(PY) bench/data_layer.py
 	$(PY) bench/websocket.py
 
+# The web client (client/, served by the gateway at /): `npm ci` only when node_modules is missing or
+# package-lock.json changed, `npm run build` only when a source is newer than the last build. A second run does nothing.
+CLIENT_SOURCES := $(shell find client/src -type f 2>/dev/null) client/index.html client/package.json \
+	client/tsconfig.json client/vite.config.ts
+
+client: client/dist/index.html
+
+# npm ci writes node_modules/.package-lock.json: its time says when node_modules was last installed.
+client/node_modules/.package-lock.json: client/package-lock.json
+	cd client && npm ci --no-audit --no-fund
+	touch $@
+
+client/dist/index.html: client/node_modules/.package-lock.json $(CLIENT_SOURCES)
+	cd client && npm run build
+
+# `make start` serves the web client at http://127.0.0.1:8000/ when Node.js is there to build it; the API works without.
+client-if-possible:
+	@if command -v npm >/dev/null; then $(MAKE) --no-print-directory -s client; \
+	else echo "npm is not installed: the web client is not built (the API works without it; see README)"; fi
+
+# The client's unit tests (vitest): the WebSocket protocol logic, without a browser.
+client-test: client/node_modules/.package-lock.json
+	cd client && npm test
+
+# The browser tests (tests/browser/) drive Debian's Chromium: installed here when missing, never downloaded by
+# Playwright. Elsewhere, point CHROMIUM at a Chromium or Chrome binary (the tests read the same variable).
+export CHROMIUM ?= /usr/bin/chromium
+browser:
+	@test -x "$(CHROMIUM)" && exit 0; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "Installing Chromium for the browser tests (apt-get install chromium)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else \
+		echo "The browser tests need Chromium at $(CHROMIUM). Install it: sudo apt-get install chromium" \
+			"(Debian/Ubuntu), or run make with CHROMIUM=/path/to/chromium." >&2; \
+		exit 1; \
+	fi
+
 # Everything DESIGN.md lists under "How quality is checked" that exists so far. CI runs exactly this.
-test: install lint schema-tools
+test: install lint schema-tools client browser
 	$(PY) -m workbook exercises check
 	$(PY) -m workbook services up
+	cd client && npm test
 	$(BOUNDED) $(VENV)/bin/pytest tests notebooks --nbmake --nbmake-timeout=180

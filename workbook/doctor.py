@@ -2,23 +2,32 @@
 
 from __future__ import annotations
 
-import re
 import socket
 import sys
 from importlib import metadata
+
+from packaging.requirements import InvalidRequirement, Requirement
 
 from reference_app.config import load_settings
 
 from .paths import REPO_ROOT
 from .services import SERVICES, service_urls
 
-PIN = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+)(\[[^\]]*\])?==(?P<version>\S+)")
 INSTALL_FIX = "make install   (or: .venv/bin/pip install -r requirements.txt)"
 
 
 def pinned_packages() -> dict[str, str]:
-    lines = (REPO_ROOT / "requirements.txt").read_text().splitlines()
-    return {match["name"]: match["version"] for line in lines if (match := PIN.match(line.strip()))}
+    """Each package pinned with == in requirements.txt and meant for this machine (its marker, if any, holds)."""
+    pins: dict[str, str] = {}
+    for line in (REPO_ROOT / "requirements.txt").read_text().splitlines():
+        try:
+            requirement = Requirement(line.split("#")[0].strip())
+        except InvalidRequirement:
+            continue  # a comment or an empty line
+        exact = [spec.version for spec in requirement.specifier if spec.operator == "=="]
+        if exact and (requirement.marker is None or requirement.marker.evaluate()):
+            pins[requirement.name] = exact[0]
+    return pins
 
 
 def check_python() -> list[str]:

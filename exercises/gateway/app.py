@@ -12,9 +12,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import redis
 from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
 
 from ..auth.tokens import TokenVerifier
 from ..auth.wiring import build_token_verifier
@@ -33,6 +36,8 @@ API_PREFIX = "/api/v1"
 MULTIPART_OVERHEAD_BYTES = 16 * 1024
 # Redis must answer quickly or fail: a hung Redis must not hold every request for ever.
 REDIS_TIMEOUT_SECONDS = 2.0
+# The web client, as `make client` builds it: client/dist at the repository's root, two folders above any app root.
+CLIENT_DIST = Path(__file__).resolve().parents[2] / "client" / "dist"
 
 
 @dataclass(frozen=True)
@@ -107,4 +112,25 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(router, prefix=API_PREFIX)
     app.include_router(ws_router)
     app.add_middleware(GatewayMiddleware, body_limit_for=body_limits(settings))
+    serve_client(app, CLIENT_DIST)
     return app
+
+
+def serve_client(app: FastAPI, dist: Path) -> None:
+    """Serve the built web client: its page at ``/`` and its bundles under ``/assets``. Nothing without a build.
+
+    Added after the API and /ws routes, and only at those two paths rather than as a catch-all at ``/``: a
+    mistyped API path still gets the API's own 404 or 405 problem document, never the client's page.
+    """
+    index = dist / "index.html"
+    if not index.is_file():
+        return  # not built (`make client`): the API works the same without it
+
+    @app.get("/", include_in_schema=False)
+    async def client_page() -> FileResponse:
+        # no-cache: the page names the bundles by their content hash, so it must be asked for anew each time;
+        # the bundles themselves never change under a name, and are cached normally.
+        return FileResponse(index, headers={"Cache-Control": "no-cache"})
+
+    if (dist / "assets").is_dir():
+        app.mount("/assets", StaticFiles(directory=dist / "assets"), name="client-assets")
