@@ -24,8 +24,8 @@ from reference_app.events.__main__ import notifier_queue
 from reference_app.events.topology import delete_notifier_queue
 
 from .databases import throwaway_database
-from .messenger import Ports, up
-from .processes import ProcessRunner
+from .messenger import MigrationFailed, Ports, up
+from .processes import PortTaken, ProcessFailed, ProcessRunner
 
 # The app itself uses database 0.
 REDIS_DB_NOTEBOOK_07 = 8
@@ -117,3 +117,28 @@ def isolated_app(
             }
         )
         yield IsolatedApp(settings, ports, runner)
+
+
+class AppDidNotStart(Exception):
+    """The isolated app could not be started; the message says why and, for a missing service, the fix."""
+
+
+@contextmanager
+def isolated_app_or_reason(
+    app_root: Path, *, run_id: str, redis_db: int, state_dir: Path, env: Mapping[str, str] | None = None
+) -> Iterator[IsolatedApp]:
+    """:func:`isolated_app`, with every reason it could not start turned into one AppDidNotStart sentence.
+
+    For test fixtures: they fail with that sentence (a process that died quotes its log; a service that does not
+    answer names the fix) instead of a traceback.
+    """
+    with ExitStack() as stack:
+        try:
+            app = stack.enter_context(
+                isolated_app(app_root, run_id=run_id, redis_db=redis_db, state_dir=state_dir, env=env)
+            )
+        except (ProcessFailed, PortTaken, MigrationFailed) as error:
+            raise AppDidNotStart(f"the app did not start: {error}") from error
+        except Exception as error:
+            raise AppDidNotStart(f"{error}. Fix: start the services with `python -m workbook services up`") from error
+        yield app

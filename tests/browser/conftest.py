@@ -22,9 +22,7 @@ from playwright.sync_api import Browser, Playwright, expect, sync_playwright
 from web_people import PeopleFactory, Screenshots
 
 from reference_app.gateway.app import CLIENT_DIST
-from workbook.isolated import REDIS_DB_BROWSER, isolated_app
-from workbook.messenger import MigrationFailed
-from workbook.processes import PortTaken, ProcessFailed
+from workbook.isolated import REDIS_DB_BROWSER, AppDidNotStart, isolated_app_or_reason
 
 ACCESS_TTL_SECONDS = 20
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -65,7 +63,7 @@ def base_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     with ExitStack() as stack:
         try:
             app = stack.enter_context(
-                isolated_app(
+                isolated_app_or_reason(
                     app_root,
                     run_id=f"browser_{os.getpid()}",
                     redis_db=REDIS_DB_BROWSER,
@@ -73,10 +71,8 @@ def base_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
                     env=env,
                 )
             )
-        except (ProcessFailed, PortTaken, MigrationFailed) as error:
-            pytest.fail(f"the app did not start: {error}")
-        except Exception as error:
-            pytest.fail(f"{error}. Fix: start the services with `python -m workbook services up`")
+        except AppDidNotStart as error:
+            pytest.fail(str(error))
         page = httpx.get(app.base_url + "/", timeout=10)
         assert page.status_code == 200 and '<div id="app">' in page.text, "the gateway should serve the client at /"
         yield app.base_url

@@ -16,11 +16,7 @@ from pathlib import Path
 import pytest
 from messenger_client import RunningApp
 
-from workbook.isolated import REDIS_DB_END_TO_END, isolated_app
-from workbook.messenger import MigrationFailed
-from workbook.processes import PortTaken, ProcessFailed
-
-FIX = "start the services with `python -m workbook services up`"
+from workbook.isolated import REDIS_DB_END_TO_END, AppDidNotStart, isolated_app_or_reason
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -38,7 +34,7 @@ def running_app(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
     with ExitStack() as stack:
         try:
             app = stack.enter_context(
-                isolated_app(
+                isolated_app_or_reason(
                     app_root,
                     run_id=f"e2e_{os.getpid()}",
                     redis_db=REDIS_DB_END_TO_END,
@@ -46,8 +42,6 @@ def running_app(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
                     env=env,
                 )
             )
-        except (ProcessFailed, PortTaken, MigrationFailed) as error:
-            pytest.fail(f"the app did not start: {error}")
-        except Exception as error:
-            pytest.fail(f"{error}. Fix: {FIX}")
+        except AppDidNotStart as error:
+            pytest.fail(str(error))
         yield RunningApp(app.base_url, app.ws_url, app.settings.postgres.url, app.settings, app.runner)
