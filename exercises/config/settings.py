@@ -86,6 +86,11 @@ class RedisSettings(Section):
     presence_ttl_seconds: int = Field(default=60, gt=0)
     send_rate_limit: int = Field(default=20, gt=0)  # messages a user may send per window
     send_rate_window_seconds: int = Field(default=10, gt=0)
+    # Sign-in attempts (register, login, refresh) per window: each costs an Argon2 hash (~30 ms, ~19 MiB), and
+    # password guessing must not be cheap. Per account (login, register) and per client address (all three).
+    sign_in_rate_limit: int = Field(default=10, gt=0)
+    sign_in_address_rate_limit: int = Field(default=30, gt=0)
+    sign_in_rate_window_seconds: int = Field(default=60, gt=0)
 
 
 class RabbitMQSettings(Section):

@@ -72,11 +72,26 @@ class RateLimiter:
             prefix=prefix,
         )
 
-    def key(self, user_id: int) -> str:
-        return f"{self._prefix}rate:{self._name}:{user_id}"
+    @classmethod
+    def for_signing_in(
+        cls, client: redis.Redis, settings: RedisSettings, *, per: str, prefix: str = DEFAULT_PREFIX
+    ) -> RateLimiter:
+        """The limiter on sign-in attempts ``per`` "account" or per "address", as the settings describe it."""
+        limit = settings.sign_in_rate_limit if per == "account" else settings.sign_in_address_rate_limit
+        return cls(
+            client,
+            limit=limit,
+            window_seconds=settings.sign_in_rate_window_seconds,
+            name=f"sign-in:{per}",
+            prefix=prefix,
+        )
 
-    def hit(self, user_id: int) -> RateDecision:
-        """Ask to act now. Allowed actions are counted; refused ones are not."""
+    def key(self, subject: int | str) -> str:
+        return f"{self._prefix}rate:{self._name}:{subject}"
+
+    def hit(self, subject: int | str) -> RateDecision:
+        """Ask to act now, for a user id (or another subject: an account name, a client address). Allowed actions
+        are counted; refused ones are not."""
         # A unique member per action: two actions in the same millisecond must not collapse into one.
-        allowed, wait_ms = self._script(keys=[self.key(user_id)], args=[self._limit, self._window_ms, uuid.uuid4().hex])
+        allowed, wait_ms = self._script(keys=[self.key(subject)], args=[self._limit, self._window_ms, uuid.uuid4().hex])
         return RateDecision(allowed=int(allowed) == 1, retry_after_seconds=int(wait_ms) / 1000)

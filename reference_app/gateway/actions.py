@@ -41,6 +41,27 @@ async def send_message(
     # end exercise
 
 
+async def check_sign_in_rate(gateway: Gateway, *, address: str, account: str | None = None) -> None:
+    """Refuse a sign-in attempt (register, login, refresh) past its limits, per client address and per account,
+    with 429 and Retry-After. Each attempt costs the auth service an Argon2 hash: guessing must be slow.
+
+    The address is the peer the gateway sees: behind a load balancer, that is the balancer (stage 12).
+    A refused attempt is not counted; Redis down refuses too (503), as for sending: unchecked is not allowed.
+    """
+    limits = [(gateway.sign_in_per_address, address)]
+    if account is not None:
+        limits.append((gateway.sign_in_per_account, account.strip().lower()[:64]))
+    for limiter, subject in limits:
+        try:
+            decision = await asyncio.to_thread(limiter.hit, subject)
+        except redis.RedisError:
+            raise Problem(UNAVAILABLE, "cannot check sign-in attempts right now; try again shortly") from None
+        if not decision.allowed:
+            wait = max(1, math.ceil(decision.retry_after_seconds))
+            detail = f"too many sign-in attempts; try again in {wait} s"
+            raise Problem(TOO_MANY, detail, headers={"Retry-After": str(wait)})
+
+
 async def mark_read(gateway: Gateway, user_id: int, chat_id: int, seq: int) -> int:
     """Move the caller's read mark in a chat, tell the other member, and return the mark now."""
     last_read_seq = await gateway.chats.mark_read(user_id, chat_id, seq)

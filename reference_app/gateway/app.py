@@ -51,6 +51,8 @@ class Gateway:
     verifier: TokenVerifier
     presence: Presence
     send_limiter: RateLimiter
+    sign_in_per_account: RateLimiter
+    sign_in_per_address: RateLimiter
     hub: Hub
 
 
@@ -87,6 +89,8 @@ async def open_gateway(settings: Settings) -> AsyncIterator[Gateway]:
             verifier=build_token_verifier(settings, client),
             presence=presence,
             send_limiter=RateLimiter.for_sending(client, settings.redis),
+            sign_in_per_account=RateLimiter.for_signing_in(client, settings.redis, per="account"),
+            sign_in_per_address=RateLimiter.for_signing_in(client, settings.redis, per="address"),
             hub=hub,
         )
 

@@ -13,7 +13,7 @@ from uuid import uuid4
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, UploadFile, status
 
-from .actions import mark_read, send_message
+from .actions import check_sign_in_rate, mark_read, send_message
 from .identity import bearer_token, current_user, gateway_of
 from .problems import INVALID, UNSUPPORTED_MEDIA, Problem
 from .schemas import (
@@ -58,19 +58,28 @@ Id = Annotated[int, Path(ge=1, le=MAX_ID)]
 # Auth ------------------------------------------------------------------------------------------------------
 
 
+def client_address(request: Request) -> str:
+    """The address of the peer that sent the request (a proxy's, behind one)."""
+    return request.client.host if request.client is not None else "unknown"
+
+
 @router.post("/auth/register", status_code=status.HTTP_201_CREATED, tags=["auth"])
 async def register(body: RegisterBody, request: Request) -> UserOut:
+    await check_sign_in_rate(gateway_of(request), address=client_address(request), account=body.username)
     user = await gateway_of(request).auth.register(body.username, body.email, body.password, body.display_name)
     return UserOut.from_proto(user)
 
 
 @router.post("/auth/login", tags=["auth"])
 async def login(body: LoginBody, request: Request) -> TokenPairOut:
+    """Sign in. Attempts are limited per account and per client address: past that, 429 with Retry-After."""
+    await check_sign_in_rate(gateway_of(request), address=client_address(request), account=body.username)
     return TokenPairOut.from_proto(await gateway_of(request).auth.login(body.username, body.password))
 
 
 @router.post("/auth/refresh", tags=["auth"])
 async def refresh(body: RefreshBody, request: Request) -> TokenPairOut:
+    await check_sign_in_rate(gateway_of(request), address=client_address(request))
     return TokenPairOut.from_proto(await gateway_of(request).auth.refresh(body.refresh_token))
 
 

@@ -57,6 +57,7 @@ def base_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     env = {
         "APP_JWT__ACCESS_TTL_SECONDS": str(ACCESS_TTL_SECONDS),
         "APP_REDIS__SEND_RATE_LIMIT": "1000",  # a test seeds 40 messages at once; the limit is tested elsewhere
+        "APP_REDIS__SIGN_IN_ADDRESS_RATE_LIMIT": "1000",  # every person signs in, and refreshes, from 127.0.0.1
         "APP_LOG__LEVEL": "INFO",
     }
     app_root = Path(request.config.getoption("app_root")).resolve()

@@ -28,6 +28,8 @@ def running_app(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
     # This app lives until the session ends, while the stage tests run: it has a Redis database of its own.
     env = {
         "APP_REDIS__SEND_RATE_LIMIT": "1000000",  # the broker-restart test sends fast; rate limits are tested elsewhere
+        "APP_REDIS__SIGN_IN_RATE_LIMIT": "1000000",  # every user of the session signs in from 127.0.0.1
+        "APP_REDIS__SIGN_IN_ADDRESS_RATE_LIMIT": "1000000",
         "APP_LOG__LEVEL": "INFO",
     }
     app_root = Path(request.config.getoption("app_root")).resolve()

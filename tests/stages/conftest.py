@@ -67,7 +67,10 @@ def stack_settings(postgres_url: str) -> Iterator[Settings]:
         update={
             "postgres": base.postgres.model_copy(update={"url": postgres_url}),
             "mongo": base.mongo.model_copy(update={"database": f"stage_test_{tag}"}),
-            "redis": base.redis.model_copy(update={"url": redis_url}),
+            # Every user of a test signs in from the same TestClient address: the sign-in limits are tested alone.
+            "redis": base.redis.model_copy(
+                update={"url": redis_url, "sign_in_rate_limit": 10_000, "sign_in_address_rate_limit": 10_000}
+            ),
             "rabbitmq": base.rabbitmq.model_copy(update={"exchange": f"stage_test.{tag}"}),
             "grpc": base.grpc.model_copy(
                 update={"auth_port": free_port(), "chat_port": free_port(), "content_port": free_port()}

@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 import uuid
 from typing import Any
 
 import grpc
 import pytest
+from app.config import Settings
 from app.gateway.problems import MEDIA_TYPE, problem_for_rpc_error
 from app.gateway.request_ids import request_id_from
 from fastapi.testclient import TestClient
@@ -447,6 +449,36 @@ def test_a_reply_over_rest_shows_its_quote_and_a_reply_to_nothing_is_a_409(gatew
     payload = {"client_message_id": str(uuid.uuid4()), "body": "?", "reply_to_seq": 999}
     missing = gateway.post(f"{API}/chats/{chat_id}/messages", json=payload, headers=bob_headers)
     assert "cannot be replied to" in problem_of(missing, 409, "a reply to a message the chat does not have")["detail"]
+
+
+def test_password_guessing_is_slowed_per_account_and_per_address(grpc_services: Settings) -> None:
+    """A burst of wrong passwords gets 429 with Retry-After; after the window, the holder's right password works."""
+    from app.gateway.app import create_app
+
+    window = 2
+    redis_settings = grpc_services.redis.model_copy(
+        update={"sign_in_rate_limit": 3, "sign_in_address_rate_limit": 6, "sign_in_rate_window_seconds": window}
+    )
+    with TestClient(create_app(grpc_services.model_copy(update={"redis": redis_settings}))) as gateway:
+        username = f"ada_{uuid.uuid4().hex[:6]}"
+        body = {"username": username, "email": f"{username}@example.com", "password": "correct horse battery"}
+        assert gateway.post(f"{API}/auth/register", json=body).status_code == 201  # one attempt of this account
+        guesses = [
+            gateway.post(f"{API}/auth/login", json={"username": username, "password": f"guess {n}"}) for n in range(3)
+        ]
+        assert [guess.status_code for guess in guesses] == [401, 401, 429], "3 attempts per account per window"
+        refused = problem_of(guesses[-1], 429, "a fourth attempt on one account")
+        assert int(guesses[-1].headers["retry-after"]) >= 1 and "sign-in attempts" in refused["detail"]
+        right = gateway.post(f"{API}/auth/login", json={"username": username, "password": "correct horse battery"})
+        assert right.status_code == 429, "inside the window even the right password waits: a guess must not be told"
+        others = [
+            gateway.post(f"{API}/auth/login", json={"username": f"nobody_{n}", "password": "x" * 12}).status_code
+            for n in range(3)
+        ]
+        assert others == [401, 429, 429], "and 6 attempts per client address, whatever the account"
+        time.sleep(window + 0.2)  # the window is the rule under test: waiting it out is the point
+        right = gateway.post(f"{API}/auth/login", json={"username": username, "password": "correct horse battery"})
+        assert right.status_code == 200, f"after the window the account holder signs in: {right.text}"
 
 
 def test_comments_likes_and_the_feed(gateway: TestClient) -> None:
