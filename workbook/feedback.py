@@ -43,7 +43,7 @@ def find_exercise(exercise_id: str) -> Exercise:
     raise SystemExit(f"There is no exercise {exercise_id}. The exercises are: {known}")
 
 
-def judge(app_root: Path, exercises: list[Exercise], *, together: bool = False) -> list[ExerciseResult]:
+def verdicts(app_root: Path, exercises: list[Exercise], *, together: bool = False) -> list[ExerciseResult]:
     how = judge_together if together else judge_alone
     return how(app_root, exercises, timeout=CHECK_TIMEOUT_SECONDS)
 
@@ -146,7 +146,7 @@ def check(stage: str | None = None, app_root: Path = EXERCISES_ROOT, *, together
     chosen = [stage] if stage else stages()
     how = _judged(together)
     for current in chosen:
-        results = judge(app_root, exercises_of(current), together=together)
+        results = verdicts(app_root, exercises_of(current), together=together)
         if stage or not all(result.passed for result in results) or current == chosen[-1]:
             _print_stage(current, results, app_root, how)
             return all(result.passed for result in results)
@@ -159,7 +159,7 @@ def _judged(together: bool) -> str:
 
 def _check_stage(stage: str, app_root: Path, *, together: bool) -> bool:
     """The exercises of one stage, before the end-to-end run of stage 11 (which says itself what comes next)."""
-    results = judge(app_root, exercises_of(stage), together=together)
+    results = verdicts(app_root, exercises_of(stage), together=together)
     all_pass = all(result.passed for result in results)
     _print_stage(stage, results, app_root, _judged(together), show_next=not all_pass)
     return all_pass
@@ -210,7 +210,7 @@ def hint(exercise_id: str, *, show_all: bool = False, app_root: Path = EXERCISES
 
 
 def status(app_root: Path = EXERCISES_ROOT) -> None:
-    results = judge(app_root, exercises_of())
+    results = verdicts(app_root, exercises_of())
     seen = hints_seen()
     for stage in stages():
         of_stage = [result for result in results if result.exercise.stage == stage]
@@ -225,7 +225,7 @@ def status(app_root: Path = EXERCISES_ROOT) -> None:
 
 def current_stage(app_root: Path = EXERCISES_ROOT) -> str:
     for stage in stages():
-        if not all(result.passed for result in judge(app_root, exercises_of(stage))):
+        if not all(result.passed for result in verdicts(app_root, exercises_of(stage))):
             return stage
     return stages()[-1]
 

@@ -276,7 +276,7 @@ def _alone(
         run = run_tests(scratch, [exercise], timeout=timeout, extra_tests=extra_tests)
     finally:
         shutil.copy2(REFERENCE_ROOT / exercise.path, target)
-    return judge(exercise, run, places, timeout=timeout)
+    return verdict(exercise, run, places, timeout=timeout)
 
 
 # Together -----------------------------------------------------------------------------------------------------
@@ -291,7 +291,7 @@ def judge_together(
     for stage in sorted({exercise.stage for exercise in exercises}):
         of_stage = [exercise for exercise in exercises if exercise.stage == stage]
         run = run_tests(app_root, of_stage, timeout=timeout, extra_tests=extra_tests)
-        results += [judge(exercise, run, places, timeout=timeout, together=True) for exercise in of_stage]
+        results += [verdict(exercise, run, places, timeout=timeout, together=True) for exercise in of_stage]
     return results
 
 
@@ -338,7 +338,7 @@ def _failed(exercise: Exercise, test: str, why: str, status: Status = Status.FAI
     return ExerciseResult(exercise, status, [Failure(test, why)])
 
 
-def judge(exercise: Exercise, run: Run, places: Places, *, timeout: float, together: bool = False) -> ExerciseResult:
+def verdict(exercise: Exercise, run: Run, places: Places, *, timeout: float, together: bool = False) -> ExerciseResult:
     """One exercise's verdict from a run's report."""
     if run.timed_out:
         return _failed(

@@ -315,7 +315,8 @@ export class MessengerSocket {
     this.setStatus("online");
     this.events.ready?.(this.userId);
     // Catch up first, then send what is unacked: commands are done in order, so the sync answers come first and
-    // tell us which of our messages did get stored before the connection broke (then no resend is needed).
+    // show which of our messages did get stored before the connection broke. Those are resent all the same (in
+    // the same tick, before the answers arrive): harmless, the gateway acks the same seq and stores nothing new.
     for (const chatId of this.logs.keys()) void this.sync(chatId);
     for (const pending of this.outbox.values()) if (pending.state === "waiting") this.sendPending(pending);
     this.schedulePing();

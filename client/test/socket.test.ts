@@ -62,6 +62,7 @@ describe("MessengerSocket", () => {
   let ids: number;
   let client: MessengerSocket;
   let seen: Message[];
+  let openedUrls: string[];
 
   const current = () => sockets[sockets.length - 1]!;
 
@@ -93,10 +94,12 @@ describe("MessengerSocket", () => {
     timers = new ManualTimers();
     ids = 0;
     seen = [];
+    openedUrls = [];
     client = new MessengerSocket({
       url: "ws://gateway/ws",
       token: async () => "token-1",
-      open: () => {
+      open: (url) => {
+        openedUrls.push(url);
         const socket = new FakeSocket();
         sockets.push(socket);
         return socket;
@@ -112,6 +115,8 @@ describe("MessengerSocket", () => {
     client.start();
     const socket = await connect();
     expect(socket.sent).toHaveLength(1);
+    expect(socket.ofType("auth")).toMatchObject([{ token: "token-1" }]);
+    expect(openedUrls).toEqual(["ws://gateway/ws"]);
     expect(client.status).toBe("online");
   });
 
@@ -220,7 +225,7 @@ describe("MessengerSocket", () => {
     expect(client.pendingIn(7)).toEqual([]);
   });
 
-  it("does not resend a message that the sync shows was stored before the connection broke", async () => {
+  it("stops showing a message as pending once the sync shows it was stored before the connection broke", async () => {
     client.start();
     let socket = await connect();
     client.watch(7, [message(1)]);

@@ -46,7 +46,8 @@ async def check_sign_in_rate(gateway: Gateway, *, address: str, account: str | N
     with 429 and Retry-After. Each attempt costs the auth service an Argon2 hash: guessing must be slow.
 
     The address is the peer the gateway sees: behind a load balancer, that is the balancer (stage 12).
-    A refused attempt is not counted; Redis down refuses too (503), as for sending: unchecked is not allowed.
+    The address is checked first: an attempt the account limit refuses still counts for its address. Redis down
+    refuses too (503), as for sending: unchecked is not allowed.
     """
     limits = [(gateway.sign_in_per_address, address)]
     if account is not None:

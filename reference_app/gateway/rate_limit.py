@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Literal
 
 import redis
 
@@ -90,7 +91,12 @@ class RateLimiter:
 
     @classmethod
     def for_signing_in(
-        cls, client: redis.Redis, settings: RedisSettings, *, per: str, prefix: str = DEFAULT_PREFIX
+        cls,
+        client: redis.Redis,
+        settings: RedisSettings,
+        *,
+        per: Literal["account", "address"],
+        prefix: str = DEFAULT_PREFIX,
     ) -> RateLimiter:
         """The limiter on sign-in attempts ``per`` "account" or per "address", as the settings describe it."""
         limit = settings.sign_in_rate_limit if per == "account" else settings.sign_in_address_rate_limit

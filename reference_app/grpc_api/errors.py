@@ -22,7 +22,15 @@ from loguru import logger
 from ..auth.credentials import AuthError, InvalidCredentials, InvalidPassword, InvalidToken, RefreshRefused
 from ..auth.domain import InvalidProfile, ProfileNotFound
 from ..auth.users import InvalidUser, UserAlreadyExists, UserNotFound
-from ..chat.domain import ChatError, ChatNotFound, InvalidMessage, InvalidRequest, MessageNotFound, NotAuthor
+from ..chat.domain import (
+    ChatError,
+    ChatNotFound,
+    InvalidMessage,
+    InvalidRequest,
+    MessageNotFound,
+    NotAuthor,
+    ReplyNotFound,
+)
 from ..content.domain import ContentError, InvalidInput, NotFound
 from .identity import Unauthenticated
 
@@ -36,6 +44,7 @@ STATUS_OF_ERROR: Mapping[type[BaseException], grpc.StatusCode] = {
     NotAuthor: Code.PERMISSION_DENIED,
     InvalidMessage: Code.INVALID_ARGUMENT,
     InvalidRequest: Code.INVALID_ARGUMENT,
+    ReplyNotFound: Code.FAILED_PRECONDITION,  # the chat as it is has no such earlier message
     ChatError: Code.FAILED_PRECONDITION,  # a refusal that has no code of its own yet; still the caller's to fix
     # content
     NotFound: Code.NOT_FOUND,

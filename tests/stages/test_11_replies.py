@@ -96,18 +96,20 @@ def test_a_reply_to_a_message_the_chat_does_not_have_is_refused_and_stores_nothi
 
 @exercise("11.2")
 def test_a_reply_cannot_quote_another_chat(postgres_url: str) -> None:
-    async def scenario(chats: ChatService) -> None:
+    async def scenario(chats: ChatService) -> Message:
         other = await chats.open_chat(ALICE, CAROL)
-        for number in range(3):
+        for number in range(5):
             await chats.send_message(CAROL, other.id, uuid.uuid4(), f"carol {number}")
         chat = await chats.open_chat(ALICE, BOB)
-        await chats.send_message(ALICE, chat.id, uuid.uuid4(), "hello Bob")
+        for number in range(1, 4):
+            await chats.send_message(ALICE, chat.id, uuid.uuid4(), f"to Bob {number}")
         with pytest.raises(ReplyNotFound, match="cannot be replied to"):
-            await chats.send_message(BOB, chat.id, uuid.uuid4(), "what Carol said", reply_to_seq=3)
-        reply = await chats.send_message(BOB, chat.id, uuid.uuid4(), "hello Alice", reply_to_seq=1)
-        assert reply.reply_to_seq == 1, "a reply to an earlier message of the same chat is stored"
+            await chats.send_message(BOB, chat.id, uuid.uuid4(), "what Carol said", reply_to_seq=5)  # Carol's only
+        return await chats.send_message(BOB, chat.id, uuid.uuid4(), "answer", reply_to_seq=3)
 
-    run(postgres_url, scenario)
+    reply = run(postgres_url, scenario)
+    assert reply.reply_to_seq == 3, "a reply to an earlier message of the same chat is stored"
+    assert reply.reply_to == Quote(3, ALICE, "to Bob 3", False), "seq 3 of THIS chat, never Carol's chat's seq 3"
 
 
 @exercise("11.3")
@@ -133,9 +135,10 @@ def test_history_carries_each_replys_quote_as_it_reads_now(postgres_url: str) ->
 def test_the_quotes_of_a_page_cost_one_query(postgres_url: str) -> None:
     async def write(chats: ChatService) -> int:
         chat = await chats.open_chat(ALICE, BOB)
-        await chats.send_message(ALICE, chat.id, uuid.uuid4(), "root")
-        for number in range(10):
-            await chats.send_message(BOB, chat.id, uuid.uuid4(), f"reply {number}", reply_to_seq=1)
+        for number in range(1, 11):
+            await chats.send_message(ALICE, chat.id, uuid.uuid4(), f"root {number}")
+        for number in range(1, 11):  # each reply quotes another message: one query per quote would show
+            await chats.send_message(BOB, chat.id, uuid.uuid4(), f"reply {number}", reply_to_seq=number)
         return chat.id
 
     chat_id = run(postgres_url, write)
@@ -144,7 +147,8 @@ def test_the_quotes_of_a_page_cost_one_query(postgres_url: str) -> None:
         return list((await chats.history(ALICE, chat_id)).messages)
 
     messages, sent = count_queries(postgres_url, read)
-    assert all(m.reply_to == Quote(1, ALICE, "root", False) for m in messages if m.seq > 1), "every reply is quoted"
+    replies = [m for m in messages if m.seq > 10]
+    assert [m.reply_to for m in replies] == [Quote(n, ALICE, f"root {n}", False) for n in range(1, 11)], "all quoted"
     assert sent <= 3, f"reading a page of 10 replies sent {sent} queries: one for all the quotes, not one each"
 
 

@@ -45,6 +45,8 @@ export class FeedView {
       this.cursor = "";
       replace(this.posts, h("p", { class: "muted" }, "Loading…"));
     }
+    // One page at a time: a second click while this one loads would append the same page twice.
+    this.moreButton.disabled = true;
     try {
       const page = await this.context.api.feed(this.cursor);
       if (fresh) {
@@ -57,6 +59,8 @@ export class FeedView {
       this.moreButton.hidden = !page.next_cursor;
     } catch (error) {
       replace(this.posts, h("p", { class: "error-text" }, `Could not load the feed: ${errorText(error)}`));
+    } finally {
+      this.moreButton.disabled = false;
     }
   }
 

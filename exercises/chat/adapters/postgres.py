@@ -68,7 +68,9 @@ NOTIFICATION_COLUMNS = "id, user_id, event_id, chat_id, seq, preview, created_at
 
 # The unique key that recognises a retried send: one sender, one chat, one client message id.
 CLIENT_MESSAGE_KEY = "messages_client_message_key"
-# The constraints of migration 0005 that refuse a reply: to no message of this chat, or to a later one.
+# The constraints of migration 0005 that refuse a reply: to no message of this chat, or to a later one. Seqs
+# have no gaps, so in practice the CHECK (messages_reply_earlier) refuses first; the foreign key is the safety
+# net that makes "the same chat" a fact of the schema, whatever code writes the row.
 REPLY_CONSTRAINTS = frozenset({"messages_reply_same_chat", "messages_reply_earlier"})
 
 MAX_BIGINT = 2**63 - 1
@@ -123,7 +125,7 @@ class PostgresChatStore:
             await _member_chat(connection, chat_id, user_id)
             page = await _history_page(connection, chat_id, query)
             messages = await _with_quotes(connection, chat_id, list(page.messages))
-            return HistoryPage(tuple(messages), page.has_more)
+            return replace(page, messages=tuple(messages))
 
     async def mark_read(self, chat_id: int, user_id: int, seq: int) -> int:
         async with self._pool.connection() as connection:
@@ -248,5 +250,4 @@ def _last_message(row: dict[str, Any]) -> Message:
         created_at=row["created_at"],
         edited_at=row["edited_at"],
         deleted_at=row["deleted_at"],
-        reply_to_seq=row["reply_to_seq"],
     )

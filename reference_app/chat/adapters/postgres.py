@@ -68,7 +68,9 @@ NOTIFICATION_COLUMNS = "id, user_id, event_id, chat_id, seq, preview, created_at
 
 # The unique key that recognises a retried send: one sender, one chat, one client message id.
 CLIENT_MESSAGE_KEY = "messages_client_message_key"
-# The constraints of migration 0005 that refuse a reply: to no message of this chat, or to a later one.
+# The constraints of migration 0005 that refuse a reply: to no message of this chat, or to a later one. Seqs
+# have no gaps, so in practice the CHECK (messages_reply_earlier) refuses first; the foreign key is the safety
+# net that makes "the same chat" a fact of the schema, whatever code writes the row.
 REPLY_CONSTRAINTS = frozenset({"messages_reply_same_chat", "messages_reply_earlier"})
 
 MAX_BIGINT = 2**63 - 1
@@ -139,7 +141,7 @@ class PostgresChatStore:
             await _member_chat(connection, chat_id, user_id)
             page = await _history_page(connection, chat_id, query)
             messages = await _with_quotes(connection, chat_id, list(page.messages))
-            return HistoryPage(tuple(messages), page.has_more)
+            return replace(page, messages=tuple(messages))
 
     async def mark_read(self, chat_id: int, user_id: int, seq: int) -> int:
         async with self._pool.connection() as connection:
@@ -378,7 +380,7 @@ async def _chat_summaries(connection: Connection, user_id: int) -> list[ChatSumm
                CASE WHEN c.user_low = %(user_id)s THEN c.user_high ELSE c.user_low END AS other_user_id,
                unread.count AS unread_count,
                last.seq, last.sender_id, last.client_message_id, last.body,
-               last.created_at, last.edited_at, last.deleted_at, last.reply_to_seq
+               last.created_at, last.edited_at, last.deleted_at
         FROM chat.private_chats c
         LEFT JOIN chat.read_state r ON r.chat_id = c.id AND r.user_id = %(user_id)s
         LEFT JOIN LATERAL (
@@ -416,5 +418,4 @@ def _last_message(row: dict[str, Any]) -> Message:
         created_at=row["created_at"],
         edited_at=row["edited_at"],
         deleted_at=row["deleted_at"],
-        reply_to_seq=row["reply_to_seq"],
     )
