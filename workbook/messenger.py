@@ -115,7 +115,7 @@ def app_processes(
 ) -> list[ProcessSpec]:
     """The six processes of the app, in start order."""
     common = {**(env or {}), **ports.environment(), PUBLIC_KEY_VARIABLE: keys.public_pem}
-    grpc_host, http_host = _reachable(settings.grpc.host), _reachable(settings.http.host)
+    grpc_host, http_host = _reachable(settings.grpc.bind_host), _reachable(settings.http.host)
 
     def verifier(name: str, module: str, readiness: Readiness, *arguments: str) -> ProcessSpec:
         """A process that only verifies tokens: the public key, and never the private one."""

@@ -15,19 +15,18 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
-import redis
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from ..config import Settings
 from ..db.pool import open_pool
 from ..grpc_api import auth_pb2, auth_pb2_grpc
-from ..grpc_api.identity import caller_id
+from ..grpc_api.identity import Verify, caller_id
 from ..grpc_api.server import RunningServer, run_service, start_server
 from ..grpc_api.timestamps import to_timestamp
 from .credentials import TokenPair
 from .service import AuthService
 from .users import User
-from .wiring import build_auth_service
+from .wiring import build_auth_service, build_token_verifier, redis_for_tokens
 
 SERVICE_NAME = auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name  # "messenger.v1.AuthService"
 
@@ -85,23 +84,28 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         return auth_pb2.SearchUsersResponse(users=[user_message(user) for user in users])
 
 
-async def start_auth_server(auth: AuthService, *, host: str, port: int) -> RunningServer:
-    """A started server for ``auth``; ``port=0`` picks a free port (see ``RunningServer.port``)."""
+async def start_auth_server(auth: AuthService, *, host: str, port: int, verify: Verify | None = None) -> RunningServer:
+    """A started server for ``auth``; ``port=0`` picks a free port (see ``RunningServer.port``).
+
+    ``verify``: require the signed-in calls to prove their user with an access token (see grpc_api/identity.py).
+    """
 
     def register(server: grpc.aio.Server) -> None:
         auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(auth), server)
 
-    return await start_server(register, [SERVICE_NAME], host=host, port=port)
+    return await start_server(register, [SERVICE_NAME], host=host, port=port, verify=verify)
 
 
 async def serve(settings: Settings) -> None:
     """The auth service's process: a pool, Redis, the use cases, the server; until cancelled, then a clean stop."""
-    # A time limit on every Redis call: a hung Redis must fail requests, not hold them for ever.
-    client = redis.Redis.from_url(settings.redis.url, socket_timeout=2, socket_connect_timeout=2)
+    client = redis_for_tokens(settings)
     try:
         async with open_pool(settings.postgres, name="auth") as pool:
             auth = build_auth_service(settings, pool, client)
-            server = await start_auth_server(auth, host=settings.grpc.host, port=settings.grpc.auth_port)
+            verify = build_token_verifier(settings, client).verify
+            server = await start_auth_server(
+                auth, host=settings.grpc.bind_host, port=settings.grpc.auth_port, verify=verify
+            )
             await server.wait_then_stop()
     finally:
         client.close()

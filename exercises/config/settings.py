@@ -58,7 +58,12 @@ class HttpSettings(Section):
 
 
 class GrpcSettings(Section):
-    host: str = "127.0.0.1"
+    # Where a gRPC service LISTENS. 127.0.0.1 keeps it off the network; a container listens on 0.0.0.0.
+    bind_host: str = "127.0.0.1"
+    # Where the others CONNECT to each service: the same machine here, a container's name in compose.
+    auth_host: str = "127.0.0.1"
+    chat_host: str = "127.0.0.1"
+    content_host: str = "127.0.0.1"
     auth_port: int = Field(default=50051, ge=1, le=65535)
     chat_port: int = Field(default=50052, ge=1, le=65535)
     content_port: int = Field(default=50053, ge=1, le=65535)

@@ -24,6 +24,7 @@ from loguru import logger
 
 from ..auth.credentials import AccessClaims
 from ..grpc_api import chat_pb2
+from ..grpc_api.clients import acting_for
 from ..grpc_api.timestamps import from_timestamp
 from . import frames
 from .actions import mark_read, send_message
@@ -167,6 +168,7 @@ class Session:
         if claims is None:
             return False
         user_id = self.user_id = claims.user_id
+        acting_for(command.token)  # this reader task's calls prove the user with it (stage 12)
         ready = frames.encode(
             {"type": "ready", "ref": command.ref, "user_id": user_id, "limits": self._limits.public()}
         )

@@ -32,12 +32,14 @@ from ..chat.domain import (
     ReplyNotFound,
 )
 from ..content.domain import ContentError, InvalidInput, NotFound
-from .identity import Unauthenticated
+from .handlers import StreamedResponse, UnaryResponse, wrap_handler
+from .identity import ProofUnavailable, Unauthenticated
 
 Code = grpc.StatusCode
 
 STATUS_OF_ERROR: Mapping[type[BaseException], grpc.StatusCode] = {
     Unauthenticated: Code.UNAUTHENTICATED,
+    ProofUnavailable: Code.UNAVAILABLE,  # the token deny-list cannot be asked: try again, nothing was done
     # chat: a chat the caller is not a member of is NOT_FOUND, exactly like a chat that does not exist
     ChatNotFound: Code.NOT_FOUND,
     MessageNotFound: Code.NOT_FOUND,
@@ -88,10 +90,6 @@ async def abort_with_status(error: Exception, context: grpc.aio.ServicerContext[
     await context.abort(code, message)
 
 
-UnaryResponse = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
-StreamedResponse = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]
-
-
 def _guard_unary_response(behaviour: UnaryResponse, method: str) -> UnaryResponse:
     async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         try:
@@ -134,16 +132,8 @@ class StatusFromErrors(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         method = handler_call_details.method
         if handler is None or not method.startswith(OUR_METHODS_PREFIX):
             return handler
-        return _guarded(handler, method)
-
-
-def _guarded(handler: Any, method: str) -> grpc.RpcMethodHandler[Any, Any]:
-    """The same handler, with its function wrapped. (Any: grpc-stubs describe the handlers of the sync API.)"""
-    codecs = {"request_deserializer": handler.request_deserializer, "response_serializer": handler.response_serializer}
-    if handler.unary_unary is not None:
-        return grpc.unary_unary_rpc_method_handler(_guard_unary_response(handler.unary_unary, method), **codecs)
-    if handler.stream_unary is not None:
-        return grpc.stream_unary_rpc_method_handler(_guard_unary_response(handler.stream_unary, method), **codecs)
-    if handler.unary_stream is not None:
-        return grpc.unary_stream_rpc_method_handler(_guard_streamed_response(handler.unary_stream, method), **codecs)
-    return grpc.stream_stream_rpc_method_handler(_guard_streamed_response(handler.stream_stream, method), **codecs)
+        return wrap_handler(
+            handler,
+            lambda unary: _guard_unary_response(unary, method),
+            lambda streamed: _guard_streamed_response(streamed, method),
+        )

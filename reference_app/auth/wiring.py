@@ -6,6 +6,9 @@ The auth service's entry point calls ``build_auth_service``; every other service
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import redis
 
 from ..config.settings import Settings
@@ -20,6 +23,23 @@ from .tokens import TokenIssuer, TokenVerifier
 
 def build_token_verifier(settings: Settings, client: redis.Redis, *, prefix: str = DEFAULT_PREFIX) -> TokenVerifier:
     return TokenVerifier.from_settings(settings, TokenDenylist(client, prefix=prefix))
+
+
+def redis_for_tokens(settings: Settings) -> redis.Redis:
+    """The Redis client of the token deny-list, with a time limit on every call: a hung Redis must fail requests
+    (closed), not hold them for ever."""
+    return redis.Redis.from_url(settings.redis.url, socket_timeout=2, socket_connect_timeout=2)
+
+
+@contextmanager
+def token_verifier(settings: Settings) -> Iterator[TokenVerifier]:
+    """A verifier with a Redis client of its own, closed when the block ends: what the chat and content services
+    need to check the access tokens the gateway forwards (stage 12)."""
+    client = redis_for_tokens(settings)
+    try:
+        yield build_token_verifier(settings, client)
+    finally:
+        client.close()
 
 
 def build_auth_service(

@@ -16,11 +16,12 @@ from uuid import UUID
 import grpc
 from loguru import logger
 
+from ..auth.wiring import token_verifier
 from ..config import Settings
 from ..db.pool import open_pool
 from ..events.notifications import Notification
 from ..grpc_api import chat_pb2, chat_pb2_grpc
-from ..grpc_api.identity import caller_id
+from ..grpc_api.identity import Verify, caller_id
 from ..grpc_api.server import RunningServer, run_service, start_server
 from ..grpc_api.timestamps import to_optional_timestamp, to_timestamp
 from .adapters.postgres import PostgresChatStore
@@ -159,21 +160,27 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         return chat_pb2.ListNotificationsResponse(notifications=[notification_message(n) for n in notifications])
 
 
-async def start_chat_server(chats: ChatService, *, host: str, port: int) -> RunningServer:
-    """A started server for ``chats``; ``port=0`` picks a free port (see ``RunningServer.port``)."""
+async def start_chat_server(chats: ChatService, *, host: str, port: int, verify: Verify | None = None) -> RunningServer:
+    """A started server for ``chats``; ``port=0`` picks a free port (see ``RunningServer.port``).
+
+    ``verify``: require every call to prove its user with an access token (see grpc_api/identity.py).
+    """
 
     def register(server: grpc.aio.Server) -> None:
         chat_pb2_grpc.add_ChatServiceServicer_to_server(ChatServicer(chats), server)
 
-    return await start_server(register, [SERVICE_NAME], host=host, port=port)
+    return await start_server(register, [SERVICE_NAME], host=host, port=port, verify=verify)
 
 
 async def serve(settings: Settings) -> None:
     """The chat service's process: a pool, the use cases, the server; until cancelled, then a clean stop."""
-    async with open_pool(settings.postgres, name="chat") as pool:
-        chats = ChatService(PostgresChatStore(pool), history_page_max=settings.postgres.history_page_max)
-        server = await start_chat_server(chats, host=settings.grpc.host, port=settings.grpc.chat_port)
-        await server.wait_then_stop()  # the pool closes after the server: running calls finish with it
+    with token_verifier(settings) as verifier:
+        async with open_pool(settings.postgres, name="chat") as pool:
+            chats = ChatService(PostgresChatStore(pool), history_page_max=settings.postgres.history_page_max)
+            server = await start_chat_server(
+                chats, host=settings.grpc.bind_host, port=settings.grpc.chat_port, verify=verifier.verify
+            )
+            await server.wait_then_stop()  # the pool closes after the server: running calls finish with it
 
 
 def main() -> None:

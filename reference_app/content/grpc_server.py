@@ -18,9 +18,10 @@ from typing import Any
 
 import grpc
 
+from ..auth.wiring import token_verifier
 from ..config import Settings
 from ..grpc_api import content_pb2, content_pb2_grpc
-from ..grpc_api.identity import caller_id
+from ..grpc_api.identity import Verify, caller_id
 from ..grpc_api.server import RunningServer, run_service, start_server
 from ..grpc_api.timestamps import to_timestamp
 from .adapters.mongo import open_content_store
@@ -156,25 +157,31 @@ class ContentServicer(content_pb2_grpc.ContentServiceServicer):
             yield content_pb2.DownloadMediaResponse(chunk=media.data[start : start + DOWNLOAD_CHUNK_BYTES])
 
 
-async def start_content_server(store: ContentStore, *, max_media_bytes: int, host: str, port: int) -> RunningServer:
-    """A started server for ``store``; ``port=0`` picks a free port (see ``RunningServer.port``)."""
+async def start_content_server(
+    store: ContentStore, *, max_media_bytes: int, host: str, port: int, verify: Verify | None = None
+) -> RunningServer:
+    """A started server for ``store``; ``port=0`` picks a free port (see ``RunningServer.port``).
+
+    ``verify``: require every call to prove its user with an access token (see grpc_api/identity.py).
+    """
 
     def register(server: grpc.aio.Server) -> None:
         servicer = ContentServicer(store, max_media_bytes=max_media_bytes)
         content_pb2_grpc.add_ContentServiceServicer_to_server(servicer, server)
 
-    return await start_server(register, [SERVICE_NAME], host=host, port=port)
+    return await start_server(register, [SERVICE_NAME], host=host, port=port, verify=verify)
 
 
 async def serve(settings: Settings) -> None:
     """The content service's process: the store, the server; until cancelled, then a clean stop."""
     # Connecting and creating the indexes block for a moment; at start-up nothing else is waiting yet.
-    with open_content_store(settings.mongo) as store:
+    with token_verifier(settings) as verifier, open_content_store(settings.mongo) as store:
         server = await start_content_server(
             store,
             max_media_bytes=settings.mongo.max_media_bytes,
-            host=settings.grpc.host,
+            host=settings.grpc.bind_host,
             port=settings.grpc.content_port,
+            verify=verifier.verify,
         )
         await server.wait_then_stop()  # the MongoDB client closes after the server: running calls finish with it
 

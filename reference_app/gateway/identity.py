@@ -16,6 +16,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from loguru import logger
 
 from ..auth.credentials import AccessClaims, InvalidToken
+from ..grpc_api.clients import acting_for
 from .problems import UNAUTHENTICATED, UNAVAILABLE, Problem
 
 if TYPE_CHECKING:
@@ -53,5 +54,7 @@ async def bearer_token(credentials: Credentials) -> str:
 
 
 async def current_user(request: Request, token: Annotated[str, Depends(bearer_token)]) -> int:
-    """A dependency: the caller's user id."""
-    return (await claims_for_token(gateway_of(request), token)).user_id
+    """A dependency: the caller's user id. The rest of the request forwards the token to the services (stage 12)."""
+    user_id = (await claims_for_token(gateway_of(request), token)).user_id
+    acting_for(token)
+    return user_id

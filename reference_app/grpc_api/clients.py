@@ -7,7 +7,10 @@ Every call carries two things, and ``call_options`` is the one place that adds t
   gateway falls over too. With one, the call fails with DEADLINE_EXCEEDED and the gateway can answer the user.
   The server sees the deadline as well (``context.time_remaining()``) and stops working on a call nobody waits for.
 - the **caller's id** in the ``x-user-id`` metadata (see ``identity.py``): the gateway acts for many users over
-  one channel, so the user is named per call.
+  one channel, so the user is named per call;
+- from stage 12, the **proof**: that user's own access token, ``authorization: Bearer <token>``. The gateway
+  checks a request's token once, then ``acting_for(token)`` keeps it for the rest of that request (a context
+  variable: each asyncio task has its own value, so two users' requests never mix) and every call adds it.
 
 The auth service's anonymous calls (sign-up, sign-in, refresh, sign-out, the token check) carry the deadline
 and NO ``x-user-id``: nobody is signed in yet, or the token itself says who it is (``anonymous_options``).
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import TypedDict
 from uuid import UUID
 
@@ -27,10 +31,28 @@ import grpc
 
 from ..config import Settings
 from . import auth_pb2, auth_pb2_grpc, chat_pb2, chat_pb2_grpc, content_pb2, content_pb2_grpc
-from .identity import USER_ID_KEY
+from .identity import AUTHORIZATION_KEY, BEARER_PREFIX, USER_ID_KEY
 
 # The size of each piece of an upload, well under gRPC's default 4 MiB limit per message.
 UPLOAD_CHUNK_BYTES = 64 * 1024
+
+
+# The access token of the user the running request acts for; None outside a request (and in stage 08's tests).
+_acting_token: ContextVar[str | None] = ContextVar("acting_token", default=None)
+
+
+def acting_for(access_token: str) -> None:
+    """From now on, in this request (this asyncio task and the tasks it starts), calls carry ``access_token``."""
+    _acting_token.set(access_token)
+
+
+def with_proof(options: CallOptions) -> CallOptions:
+    """``options`` plus the acting user's access token, when there is one. Without it a service started by its
+    entry point refuses the call (UNAUTHENTICATED): forgetting ``acting_for`` fails closed, never open."""
+    token = _acting_token.get()
+    if token is None:
+        return options
+    return {**options, "metadata": (*options["metadata"], (AUTHORIZATION_KEY, BEARER_PREFIX + token))}
 
 
 class CallOptions(TypedDict):
@@ -66,7 +88,7 @@ class AuthClient:
         return anonymous_options(self._deadline_seconds)
 
     def _options(self, user_id: int) -> CallOptions:
-        return call_options(user_id, self._deadline_seconds)
+        return with_proof(call_options(user_id, self._deadline_seconds))
 
     async def register(self, username: str, email: str, password: str, display_name: str = "") -> auth_pb2.User:
         request = auth_pb2.RegisterRequest(username=username, email=email, password=password, display_name=display_name)
@@ -104,7 +126,7 @@ class ChatClient:
         self._deadline_seconds = deadline_seconds
 
     def _options(self, user_id: int) -> CallOptions:
-        return call_options(user_id, self._deadline_seconds)
+        return with_proof(call_options(user_id, self._deadline_seconds))
 
     async def open_chat(self, user_id: int, other_user_id: int) -> chat_pb2.Chat:
         request = chat_pb2.OpenChatRequest(other_user_id=other_user_id)
@@ -158,7 +180,7 @@ class ContentClient:
         self._deadline_seconds = deadline_seconds
 
     def _options(self, user_id: int) -> CallOptions:
-        return call_options(user_id, self._deadline_seconds)
+        return with_proof(call_options(user_id, self._deadline_seconds))
 
     async def create_post(self, user_id: int, text: str, media_ids: list[str] | None = None) -> content_pb2.Post:
         request = content_pb2.CreatePostRequest(text=text, media_ids=media_ids or [])
@@ -218,20 +240,20 @@ class ContentClient:
 
 @asynccontextmanager
 async def auth_client(settings: Settings) -> AsyncIterator[AuthClient]:
-    """A client of the auth service at ``settings.grpc.host:auth_port``; its channel closes when the block ends."""
-    async with grpc.aio.insecure_channel(f"{settings.grpc.host}:{settings.grpc.auth_port}") as channel:
+    """A client of the auth service at ``settings.grpc.auth_host:auth_port``; its channel closes when the block ends."""
+    async with grpc.aio.insecure_channel(f"{settings.grpc.auth_host}:{settings.grpc.auth_port}") as channel:
         yield AuthClient(channel, deadline_seconds=settings.grpc.deadline_seconds)
 
 
 @asynccontextmanager
 async def chat_client(settings: Settings) -> AsyncIterator[ChatClient]:
-    """A client of the chat service at ``settings.grpc.host:chat_port``; its channel closes when the block ends."""
-    async with grpc.aio.insecure_channel(f"{settings.grpc.host}:{settings.grpc.chat_port}") as channel:
+    """A client of the chat service at ``settings.grpc.chat_host:chat_port``; its channel closes when the block ends."""
+    async with grpc.aio.insecure_channel(f"{settings.grpc.chat_host}:{settings.grpc.chat_port}") as channel:
         yield ChatClient(channel, deadline_seconds=settings.grpc.deadline_seconds)
 
 
 @asynccontextmanager
 async def content_client(settings: Settings) -> AsyncIterator[ContentClient]:
-    """A client of the content service at ``settings.grpc.host:content_port``; closed when the block ends."""
-    async with grpc.aio.insecure_channel(f"{settings.grpc.host}:{settings.grpc.content_port}") as channel:
+    """A client of the content service at ``settings.grpc.content_host:content_port``; closed when the block ends."""
+    async with grpc.aio.insecure_channel(f"{settings.grpc.content_host}:{settings.grpc.content_port}") as channel:
         yield ContentClient(channel, deadline_seconds=settings.grpc.deadline_seconds)

@@ -27,6 +27,7 @@ from loguru import logger
 from ..config import ConfigError, Settings, load_settings
 from ..logger import configure_logging
 from .errors import StatusFromErrors
+from .identity import ProvenCallers, Verify
 
 # How long a stopping server lets the calls already running finish. Shorter than the usual 10 s a process
 # manager waits between SIGTERM and SIGKILL, so the stop stays clean.
@@ -70,13 +71,20 @@ async def add_health_and_reflection(server: grpc.aio.Server, service_names: Sequ
     # end exercise
 
 
-async def start_server(register: Register, service_names: Sequence[str], *, host: str, port: int) -> RunningServer:
+async def start_server(
+    register: Register, service_names: Sequence[str], *, host: str, port: int, verify: Verify | None = None
+) -> RunningServer:
     """Build a server with the error interceptor, ``register`` our servicer on it, add health and reflection, start.
 
     ``port=0`` lets the operating system choose a free port: tests and notebooks use that, and read
-    ``RunningServer.port`` to connect.
+    ``RunningServer.port`` to connect. With ``verify`` (a token verifier's ``verify``), every call that names a
+    user must prove it with that user's access token (stage 12, see identity.py); the services' entry points
+    always pass it. Without it the server trusts ``x-user-id`` as stage 08 does: for tests and notebooks only.
     """
-    server = grpc.aio.server(interceptors=[StatusFromErrors()])
+    interceptors: list[grpc.aio.ServerInterceptor] = [StatusFromErrors()]  # type: ignore[type-arg]
+    if verify is not None:
+        interceptors.append(ProvenCallers(verify))  # after StatusFromErrors: its refusals become statuses
+    server = grpc.aio.server(interceptors=interceptors)
     register(server)
     health = await add_health_and_reflection(server, service_names)
     # Plain text, no TLS: the services listen on the internal network only (see lessons/08_http_websocket_grpc.md).
