@@ -23,6 +23,7 @@ from ..grpc_api import auth_pb2, auth_pb2_grpc
 from ..grpc_api.identity import Verify, caller_id
 from ..grpc_api.server import RunningServer, run_service, start_server
 from ..grpc_api.timestamps import to_timestamp
+from ..tls import grpc_server_tls
 from .credentials import TokenPair
 from .service import AuthService
 from .users import User
@@ -84,16 +85,24 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         return auth_pb2.SearchUsersResponse(users=[user_message(user) for user in users])
 
 
-async def start_auth_server(auth: AuthService, *, host: str, port: int, verify: Verify | None = None) -> RunningServer:
+async def start_auth_server(
+    auth: AuthService,
+    *,
+    host: str,
+    port: int,
+    verify: Verify | None = None,
+    credentials: grpc.ServerCredentials | None = None,
+) -> RunningServer:
     """A started server for ``auth``; ``port=0`` picks a free port (see ``RunningServer.port``).
 
-    ``verify``: require the signed-in calls to prove their user with an access token (see grpc_api/identity.py).
+    ``credentials``: listen with TLS (reference_app/tls.py). ``verify``: require the signed-in calls to prove
+    their user with an access token (see grpc_api/identity.py).
     """
 
     def register(server: grpc.aio.Server) -> None:
         auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthServicer(auth), server)
 
-    return await start_server(register, [SERVICE_NAME], host=host, port=port, verify=verify)
+    return await start_server(register, [SERVICE_NAME], host=host, port=port, verify=verify, credentials=credentials)
 
 
 async def serve(settings: Settings) -> None:
@@ -104,7 +113,11 @@ async def serve(settings: Settings) -> None:
             auth = build_auth_service(settings, pool, client)
             verify = build_token_verifier(settings, client).verify
             server = await start_auth_server(
-                auth, host=settings.grpc.bind_host, port=settings.grpc.auth_port, verify=verify
+                auth,
+                host=settings.grpc.bind_host,
+                port=settings.grpc.auth_port,
+                verify=verify,
+                credentials=grpc_server_tls(settings.grpc),
             )
             await server.wait_then_stop()
     finally:

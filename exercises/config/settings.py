@@ -51,13 +51,32 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class HttpSettings(Section):
+class TlsFiles(Section):
+    """A certificate and its private key, PEM files. Both or neither: one without the other is a typo."""
+
+    tls_cert_file: Path | None = None  # the certificate chain: ours first, then the authority's
+    tls_key_file: Path | None = None  # the private key: readable by its owner only (reference_app/tls.py checks)
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> TlsFiles:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together: set both, or neither")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert_file is not None
+
+
+class HttpSettings(TlsFiles):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     max_body_bytes: int = Field(default=1_048_576, gt=0)
 
 
-class GrpcSettings(Section):
+class GrpcSettings(TlsFiles):
+    # TLS between the services: each server listens with tls_cert_file and tls_key_file; each client trusts the
+    # authority in tls_ca_file, and only it (not the system's list: nobody outside signs our internal names).
     # Where a gRPC service LISTENS. 127.0.0.1 keeps it off the network; a container listens on 0.0.0.0.
     bind_host: str = "127.0.0.1"
     # Where the others CONNECT to each service: the same machine here, a container's name in compose.
@@ -68,6 +87,7 @@ class GrpcSettings(Section):
     chat_port: int = Field(default=50052, ge=1, le=65535)
     content_port: int = Field(default=50053, ge=1, le=65535)
     deadline_seconds: float = Field(default=5.0, gt=0)
+    tls_ca_file: Path | None = None
 
 
 class PostgresSettings(Section):

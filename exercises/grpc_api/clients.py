@@ -30,6 +30,7 @@ from uuid import UUID
 import grpc
 
 from ..config import Settings
+from ..tls import grpc_client_tls
 from . import auth_pb2, auth_pb2_grpc, chat_pb2, chat_pb2_grpc, content_pb2, content_pb2_grpc
 from .identity import AUTHORIZATION_KEY, BEARER_PREFIX, USER_ID_KEY
 
@@ -235,22 +236,30 @@ class ContentClient:
         return ref, bytes(data)
 
 
+def open_channel(settings: Settings, host: str, port: int) -> grpc.aio.Channel:
+    """A channel to ``host:port``: TLS that trusts only our authority when ``grpc.tls_ca_file`` is set, else plain."""
+    credentials = grpc_client_tls(settings.grpc)
+    if credentials is None:
+        return grpc.aio.insecure_channel(f"{host}:{port}")
+    return grpc.aio.secure_channel(f"{host}:{port}", credentials)
+
+
 @asynccontextmanager
 async def auth_client(settings: Settings) -> AsyncIterator[AuthClient]:
     """A client of the auth service at ``settings.grpc.auth_host:auth_port``; its channel closes when the block ends."""
-    async with grpc.aio.insecure_channel(f"{settings.grpc.auth_host}:{settings.grpc.auth_port}") as channel:
+    async with open_channel(settings, settings.grpc.auth_host, settings.grpc.auth_port) as channel:
         yield AuthClient(channel, deadline_seconds=settings.grpc.deadline_seconds)
 
 
 @asynccontextmanager
 async def chat_client(settings: Settings) -> AsyncIterator[ChatClient]:
     """A client of the chat service at ``settings.grpc.chat_host:chat_port``; its channel closes when the block ends."""
-    async with grpc.aio.insecure_channel(f"{settings.grpc.chat_host}:{settings.grpc.chat_port}") as channel:
+    async with open_channel(settings, settings.grpc.chat_host, settings.grpc.chat_port) as channel:
         yield ChatClient(channel, deadline_seconds=settings.grpc.deadline_seconds)
 
 
 @asynccontextmanager
 async def content_client(settings: Settings) -> AsyncIterator[ContentClient]:
     """A client of the content service at ``settings.grpc.content_host:content_port``; closed when the block ends."""
-    async with grpc.aio.insecure_channel(f"{settings.grpc.content_host}:{settings.grpc.content_port}") as channel:
+    async with open_channel(settings, settings.grpc.content_host, settings.grpc.content_port) as channel:
         yield ContentClient(channel, deadline_seconds=settings.grpc.deadline_seconds)

@@ -24,6 +24,7 @@ from ..grpc_api import chat_pb2, chat_pb2_grpc
 from ..grpc_api.identity import Verify, caller_id
 from ..grpc_api.server import RunningServer, run_service, start_server
 from ..grpc_api.timestamps import to_optional_timestamp, to_timestamp
+from ..tls import grpc_server_tls
 from .adapters.postgres import PostgresChatStore
 from .domain import ChatSummary, InvalidRequest, Message, PrivateChat, Quote
 from .service import ChatService
@@ -160,16 +161,24 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         return chat_pb2.ListNotificationsResponse(notifications=[notification_message(n) for n in notifications])
 
 
-async def start_chat_server(chats: ChatService, *, host: str, port: int, verify: Verify | None = None) -> RunningServer:
+async def start_chat_server(
+    chats: ChatService,
+    *,
+    host: str,
+    port: int,
+    verify: Verify | None = None,
+    credentials: grpc.ServerCredentials | None = None,
+) -> RunningServer:
     """A started server for ``chats``; ``port=0`` picks a free port (see ``RunningServer.port``).
 
-    ``verify``: require every call to prove its user with an access token (see grpc_api/identity.py).
+    ``credentials``: listen with TLS (reference_app/tls.py). ``verify``: require every call to prove its user
+    with an access token (see grpc_api/identity.py).
     """
 
     def register(server: grpc.aio.Server) -> None:
         chat_pb2_grpc.add_ChatServiceServicer_to_server(ChatServicer(chats), server)
 
-    return await start_server(register, [SERVICE_NAME], host=host, port=port, verify=verify)
+    return await start_server(register, [SERVICE_NAME], host=host, port=port, verify=verify, credentials=credentials)
 
 
 async def serve(settings: Settings) -> None:
@@ -178,7 +187,11 @@ async def serve(settings: Settings) -> None:
         async with open_pool(settings.postgres, name="chat") as pool:
             chats = ChatService(PostgresChatStore(pool), history_page_max=settings.postgres.history_page_max)
             server = await start_chat_server(
-                chats, host=settings.grpc.bind_host, port=settings.grpc.chat_port, verify=verifier.verify
+                chats,
+                host=settings.grpc.bind_host,
+                port=settings.grpc.chat_port,
+                verify=verifier.verify,
+                credentials=grpc_server_tls(settings.grpc),
             )
             await server.wait_then_stop()  # the pool closes after the server: running calls finish with it
 

@@ -26,6 +26,7 @@ from loguru import logger
 
 from ..config import ConfigError, Settings, load_settings
 from ..logger import configure_logging
+from ..tls import grpc_server_tls, require_tls_in_production
 from .errors import StatusFromErrors
 from .identity import ProvenCallers, Verify
 
@@ -72,7 +73,13 @@ async def add_health_and_reflection(server: grpc.aio.Server, service_names: Sequ
 
 
 async def start_server(
-    register: Register, service_names: Sequence[str], *, host: str, port: int, verify: Verify | None = None
+    register: Register,
+    service_names: Sequence[str],
+    *,
+    host: str,
+    port: int,
+    verify: Verify | None = None,
+    credentials: grpc.ServerCredentials | None = None,
 ) -> RunningServer:
     """Build a server with the error interceptor, ``register`` our servicer on it, add health and reflection, start.
 
@@ -80,6 +87,7 @@ async def start_server(
     ``RunningServer.port`` to connect. With ``verify`` (a token verifier's ``verify``), every call that names a
     user must prove it with that user's access token (stage 12, see identity.py); the services' entry points
     always pass it. Without it the server trusts ``x-user-id`` as stage 08 does: for tests and notebooks only.
+    With ``credentials`` (reference_app/tls.py) it listens with TLS; without, in plain text.
     """
     interceptors: list[grpc.aio.ServerInterceptor] = [StatusFromErrors()]  # type: ignore[type-arg]
     if verify is not None:
@@ -87,10 +95,13 @@ async def start_server(
     server = grpc.aio.server(interceptors=interceptors)
     register(server)
     health = await add_health_and_reflection(server, service_names)
-    # Plain text, no TLS: the services listen on the internal network only (see lessons/08_http_websocket_grpc.md).
-    bound_port = server.add_insecure_port(f"{host}:{port}")
+    if credentials is None:  # plain text: local only (stage 12 explains why prod refuses it)
+        bound_port = server.add_insecure_port(f"{host}:{port}")
+    else:
+        bound_port = server.add_secure_port(f"{host}:{port}", credentials)
     await server.start()
-    logger.info("gRPC server for {} listening on {}:{}", ", ".join(service_names), host, bound_port)
+    how = "plain text" if credentials is None else "TLS"
+    logger.info("gRPC server for {} listening on {}:{} ({})", ", ".join(service_names), host, bound_port, how)
     return RunningServer(server, bound_port, health)
 
 
@@ -101,6 +112,8 @@ def run_service(name: str, serve: Callable[[Settings], Coroutine[Any, Any, None]
     """
     try:
         settings = load_settings()
+        require_tls_in_production(settings)
+        grpc_server_tls(settings.grpc)  # a key readable by others, or a missing file, stops it here
     except ConfigError as error:
         print(f"{name}: configuration error: {error}", file=sys.stderr)
         raise SystemExit(2) from None

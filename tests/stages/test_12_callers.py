@@ -107,7 +107,7 @@ def bearer(headers: dict[str, str]) -> tuple[str, str]:
 
 def test_another_process_cannot_read_a_chat_with_a_bare_user_id(gateway: TestClient, grpc_services: Settings) -> None:
     alice, as_alice = sign_up(gateway, "alice")
-    bob, as_bob = sign_up(gateway, "bob")
+    bob, _ = sign_up(gateway, "bob")
     chat_id = open_chat(gateway, as_alice, bob)
     assert send(gateway, as_alice, chat_id, "for bob only").status_code == 201, "the gateway forwards the token"
     port = grpc_services.grpc.chat_port
@@ -117,9 +117,9 @@ def test_another_process_cannot_read_a_chat_with_a_bare_user_id(gateway: TestCli
         "a bare x-user-id must not read a chat: any local process could write it"
     )
     mallory, as_mallory = sign_up(gateway, "mallory")
-    assert code_of(grpc_services, port, history(chat_id, [me, bearer(as_mallory)])) is grpc.StatusCode.UNAUTHENTICATED, (
-        "a valid token of ANOTHER user proves nothing about alice"
-    )
+    assert (
+        code_of(grpc_services, port, history(chat_id, [me, bearer(as_mallory)])) is grpc.StatusCode.UNAUTHENTICATED
+    ), "a valid token of ANOTHER user proves nothing about alice"
     page = call(grpc_services, history(chat_id, [me, bearer(as_alice)]), port)
     assert [m.body for m in page.messages] == ["for bob only"], "alice's own token opens her own chat"
 
