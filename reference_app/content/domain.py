@@ -73,6 +73,18 @@ class MediaRef:
 
 
 @dataclass(frozen=True)
+class MediaAccess:
+    """What decides who may use a stored file: who uploaded it, and whether a post carries it.
+
+    ``uploader_id`` is None for a file stored before uploads recorded their uploader: such a file belongs to
+    nobody. Nobody can attach it to a post, and it can be downloaded only through a post that already carries it.
+    """
+
+    uploader_id: int | None
+    attached: bool
+
+
+@dataclass(frozen=True)
 class Media:
     """A downloaded file: its description and its bytes."""
 
@@ -158,6 +170,30 @@ def page_size(requested: object, maximum: int) -> int:
         raise InvalidInput(f"limit must be at least 1; got {requested}")
     # Capped, not refused: a client asking for "everything" gets a full page and a cursor for the rest.
     return min(requested, maximum)
+
+
+# --- who may use a media file --------------------------------------------------------------------------------
+
+
+def may_attach(author_id: int, uploader_id: int | None) -> bool:
+    """Only the uploader can put a file in a post. A file with no recorded uploader belongs to nobody.
+
+    An id seen elsewhere (in a URL, in a log) must not be enough to reuse someone's upload.
+    """
+    return uploader_id is not None and uploader_id == author_id
+
+
+def may_download(reader_id: int, access: MediaAccess) -> bool:
+    """A file in a post is read like the post: by every signed-in user. Until then, only its uploader reads it."""
+    return access.attached or (access.uploader_id is not None and access.uploader_id == reader_id)
+
+
+def media_not_found(media_id: object) -> NotFound:
+    """The refusal of a file the caller may not see, worded exactly as for a file that does not exist.
+
+    A stranger who holds the id must not even learn that something is behind it.
+    """
+    return NotFound(f"no media with id {media_id!r}")
 
 
 # --- cursors -------------------------------------------------------------------------------------------------

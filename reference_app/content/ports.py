@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import BinaryIO, Protocol
 
-from .domain import Comment, Media, MediaRef, Page, Post
+from .domain import Comment, Media, MediaAccess, MediaRef, Page, Post
 
 
 class ContentStore(Protocol):
@@ -31,6 +31,10 @@ class ContentStore(Protocol):
 
     def unlike(self, post_id: str, user_id: int) -> bool: ...
 
-    def upload_media(self, source: bytes | BinaryIO, *, filename: str, content_type: str) -> MediaRef: ...
+    def upload_media_by(
+        self, uploader_id: int, source: bytes | BinaryIO, *, filename: str, content_type: str
+    ) -> MediaRef: ...
+
+    def media_access(self, media_id: str) -> MediaAccess: ...
 
     def download_media(self, media_id: str) -> Media: ...

@@ -30,10 +30,11 @@ from reference_app.chat.adapters.postgres import PostgresChatStore
 from reference_app.chat.service import ChatService
 from reference_app.config import Settings
 from reference_app.content import grpc_server as content_grpc
+from reference_app.content.adapters.mongo import MongoContentStore
 from reference_app.db import apply_migrations
 from reference_app.db.pool import open_pool
 from reference_app.grpc_api import auth_pb2, auth_pb2_grpc, chat_pb2, chat_pb2_grpc
-from reference_app.grpc_api.clients import AuthClient, ChatClient
+from reference_app.grpc_api.clients import AuthClient, ChatClient, ContentClient
 from workbook.databases import throwaway_database
 from workbook.isolated import free_port
 
@@ -555,3 +556,78 @@ def test_an_outsider_gets_not_found_from_every_chat_call_and_changes_nothing(
         marks = connection.execute("SELECT user_id FROM chat.read_state WHERE user_id = %s", (carol,)).fetchall()
     assert messages == [(1, "for bob only", None, None)], f"the outsider changed nothing: {messages}"
     assert marks == [], "the outsider got no read mark in the chat"
+
+
+# Media has an owner --------------------------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def content_channel(settings: Settings) -> AsyncIterator[grpc.aio.Channel]:
+    """The real content server on a free port, over a MongoDB database of its own (dropped at the end)."""
+    with MongoClient(settings.mongo.url, serverSelectionTimeoutMS=5000) as mongo:
+        database = mongo[f"grpc_media_{uuid.uuid4().hex}"]
+        try:
+            store = MongoContentStore(database, settings.mongo)
+            store.ensure_indexes()
+            server = await content_grpc.start_content_server(
+                store, max_media_bytes=settings.mongo.max_media_bytes, host="127.0.0.1", port=0
+            )
+            try:
+                async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+                    yield channel
+            finally:
+                await server.stop(0)
+        finally:
+            mongo.drop_database(database.name)
+
+
+async def refusal(call: Awaitable[Any], media_id: str) -> tuple[grpc.StatusCode, str]:
+    """The status code and message a call ends with (OK and "" when it succeeds), the media id in it blanked out."""
+    try:
+        await call
+    except grpc.aio.AioRpcError as error:
+        return error.code(), (error.details() or "").replace(media_id, "<id>")
+    return grpc.StatusCode.OK, ""
+
+
+def test_media_is_its_uploaders_until_a_post_carries_it(settings: Settings) -> None:
+    """Someone else's upload is refused exactly like a file that does not exist, until its uploader posts it."""
+    alice, bob = 3, 5
+    picture = b"\x89PNG\r\n\x1a\n" + os.urandom(4 * 1024)
+    missing = "0" * 24
+
+    async def scenario() -> tuple[dict[str, Any], list[str]]:
+        async with content_channel(settings) as channel:
+            client = ContentClient(channel, deadline_seconds=DEADLINE)
+            media = await client.upload_media(alice, picture, filename="cat.png", content_type="image/png")
+            seen: dict[str, Any] = {
+                "bob attaches it": await refusal(client.create_post(bob, "found it", [media.id]), media.id),
+                "bob attaches a missing id": await refusal(client.create_post(bob, "found it", [missing]), missing),
+                "bob downloads it": await refusal(client.download_media(bob, media.id), media.id),
+                "bob downloads a missing id": await refusal(client.download_media(bob, missing), missing),
+                "alice downloads it": (await client.download_media(alice, media.id))[1],
+            }
+            post = await client.create_post(alice, "my cat", [media.id])
+            seen["bob downloads it from the post"] = (await client.download_media(bob, post.media_ids[0]))[1]
+            seen["alice downloads it from the post"] = (await client.download_media(alice, media.id))[1]
+            seen["bob attaches it once it is posted"] = await refusal(
+                client.create_post(bob, "mine now", [media.id]), media.id
+            )
+            feed = await client.feed(bob)
+            return seen, [p.text for p in feed.posts]
+
+    seen, feed = asyncio.run(scenario())
+    not_found = seen["bob attaches a missing id"]
+    assert not_found[0] == grpc.StatusCode.NOT_FOUND, f"an unknown media id in a post is NOT_FOUND: {not_found}"
+    assert seen["bob attaches it"] == not_found, (
+        f"alice's file in bob's post must get the answer of an unknown id, {not_found}; got {seen['bob attaches it']}"
+    )
+    assert seen["bob attaches it once it is posted"] == not_found, "a posted file is read by all, attached by its owner"
+    missing_file = seen["bob downloads a missing id"]
+    assert missing_file[0] == grpc.StatusCode.NOT_FOUND, f"an unknown media id is NOT_FOUND: {missing_file}"
+    assert seen["bob downloads it"] == missing_file, (
+        f"alice's file in no post must look missing to bob, {missing_file}; got {seen['bob downloads it']}"
+    )
+    for what in ("alice downloads it", "bob downloads it from the post", "alice downloads it from the post"):
+        assert seen[what] == picture, f"{what}: the bytes must come back unchanged"
+    assert feed == ["my cat"], f"bob's refused posts must not be stored; the feed holds {feed}"

@@ -16,6 +16,8 @@ import pytest
 from app.config import load_settings
 from app.content import InvalidInput, MediaTooLarge, MediaTypeNotAllowed, NotFound, Post, refuse_operator_keys
 from app.content.adapters.mongo import MongoContentStore
+from app.content.domain import MediaAccess, may_attach, may_download
+from bson import ObjectId
 from pymongo import MongoClient
 from pymongo.database import Database
 
@@ -437,11 +439,95 @@ def test_a_file_of_exactly_the_limit_is_accepted(make_store: MakeStore) -> None:
 
 @exercise("05.5")
 def test_an_uploaded_file_can_be_attached_to_a_post(store: MongoContentStore) -> None:
-    ref = store.upload_media(os.urandom(10 * KIB), filename="cat.jpg", content_type="image/jpeg")
+    ref = store.upload_media_by(1, os.urandom(10 * KIB), filename="cat.jpg", content_type="image/jpeg")
     post = store.create_post(1, "my cat", [ref.id])
     assert store.get_post(post.id).media_ids == (ref.id,), "the post must keep the id of its uploaded file"
     with pytest.raises(NotFound):
         store.create_post(1, "a file nobody uploaded", ["0123456789abcdef01234567"])
+
+
+# Media has an owner (the reference's rule, not an exercise: upload_media_by wraps 05.5) ---------------------------
+
+MISSING_MEDIA = "0123456789abcdef01234567"
+
+
+def same_answer(error: pytest.ExceptionInfo[NotFound], media_id: str) -> str:
+    """An error's message with the media id it names blanked out, to compare two refusals of different ids."""
+    return str(error.value).replace(media_id, "<id>")
+
+
+def test_only_the_uploader_can_attach_a_file_and_a_stranger_hears_that_it_does_not_exist(
+    store: MongoContentStore,
+) -> None:
+    alice, bob = 1, 2
+    ref = store.upload_media_by(alice, os.urandom(KIB), filename="cat.png", content_type="image/png")
+    with pytest.raises(NotFound) as theirs:
+        store.create_post(bob, "look what I found", [ref.id])
+    with pytest.raises(NotFound) as unknown:
+        store.create_post(bob, "a file nobody uploaded", [MISSING_MEDIA])
+    assert same_answer(theirs, ref.id) == same_answer(unknown, MISSING_MEDIA), (
+        f"someone else's file must be refused exactly like a file that does not exist; "
+        f"got {theirs.value!r} and {unknown.value!r}"
+    )
+    posted = store.create_post(alice, "my cat", [ref.id])
+    assert posted.media_ids == (ref.id,), "the uploader attaches her own file"
+    with pytest.raises(NotFound):
+        store.create_post(bob, "my cat now", [ref.id])  # in a post everyone reads it; still only she attaches it
+
+
+def test_media_access_names_the_uploader_and_whether_a_post_carries_the_file(store: MongoContentStore) -> None:
+    ref = store.upload_media_by(7, os.urandom(KIB), filename="dog.gif", content_type="image/gif")
+    assert store.media_access(ref.id) == MediaAccess(uploader_id=7, attached=False), "uploaded, in no post yet"
+    store.create_post(7, "my dog", [ref.id])
+    assert store.media_access(ref.id) == MediaAccess(uploader_id=7, attached=True), "uploaded by 7, in a post"
+    for missing in (MISSING_MEDIA, "not an id"):
+        with pytest.raises(NotFound):
+            store.media_access(missing)
+
+
+def test_a_file_stored_without_an_uploader_belongs_to_nobody(store: MongoContentStore, database: Database[Any]) -> None:
+    # upload_media alone records no uploader: like every file stored before uploads recorded one.
+    ref = store.upload_media(os.urandom(KIB), filename="old.png", content_type="image/png")
+    assert store.media_access(ref.id) == MediaAccess(uploader_id=None, attached=False)
+    with pytest.raises(NotFound):
+        store.create_post(1, "is it mine?", [ref.id])
+    # A post written before the change may carry it: then it is read through that post, by everyone.
+    database.posts.insert_one(
+        {
+            "author_id": 1,
+            "text": "old",
+            "media_ids": [ObjectId(ref.id)],
+            "created_at": datetime.now(UTC),
+            "like_count": 0,
+        }
+    )
+    assert store.media_access(ref.id) == MediaAccess(uploader_id=None, attached=True)
+
+
+def test_an_upload_by_an_invalid_user_is_refused_and_nothing_is_stored(
+    store: MongoContentStore, database: Database[Any]
+) -> None:
+    for uploader in (0, -1, True, {"$ne": 0}):
+        with pytest.raises(InvalidInput):
+            store.upload_media_by(uploader, b"GIF89a", filename="a.gif", content_type="image/gif")  # type: ignore[arg-type]
+    assert stored_media(database) == (0, 0), "a refused uploader must leave nothing in GridFS"
+
+
+@pytest.mark.parametrize(
+    ("caller", "access", "attach", "download"),
+    [
+        (1, MediaAccess(uploader_id=1, attached=False), True, True),
+        (2, MediaAccess(uploader_id=1, attached=False), False, False),
+        (1, MediaAccess(uploader_id=1, attached=True), True, True),
+        (2, MediaAccess(uploader_id=1, attached=True), False, True),
+        (1, MediaAccess(uploader_id=None, attached=False), False, False),
+        (1, MediaAccess(uploader_id=None, attached=True), False, True),
+    ],
+    ids=["own", "stranger's", "own in a post", "stranger's in a post", "nobody's", "nobody's in a post"],
+)
+def test_who_may_attach_and_download_a_file(caller: int, access: MediaAccess, attach: bool, download: bool) -> None:
+    assert may_attach(caller, access.uploader_id) is attach, f"may user {caller} attach {access}? {attach}"
+    assert may_download(caller, access) is download, f"may user {caller} download {access}? {download}"
 
 
 # 05.6 — comment counts by aggregation ------------------------------------------------------------------------

@@ -435,6 +435,35 @@ def test_a_post_with_an_image(gateway: TestClient) -> None:
     problem_of(text, 422, "uploading HTML as media")
 
 
+def test_an_image_is_its_uploaders_until_a_post_carries_it(gateway: TestClient) -> None:
+    """An id that leaked is not enough: someone else's upload is a 404, exactly like an id nobody uploaded."""
+    _, alice = sign_up(gateway, "alice")
+    _, bob = sign_up(gateway, "bob")
+    media_id = gateway.post(f"{API}/media", files={"file": ("dot.png", PNG, "image/png")}, headers=alice).json()["id"]
+    missing = "0" * 24
+
+    def detail(response: Response, status: int, what: str, media: str) -> str:
+        return str(problem_of(response, status, what)["detail"]).replace(media, "<id>")
+
+    def attach(headers: dict[str, str], media: str) -> Response:
+        return gateway.post(f"{API}/posts", json={"text": "a dot", "media_ids": [media]}, headers=headers)
+
+    unknown = detail(attach(bob, missing), 404, "bob posts an id nobody uploaded", missing)
+    theirs = detail(attach(bob, media_id), 404, "bob posts alice's image", media_id)
+    assert theirs == unknown, f"alice's image in bob's post must read like an unknown id ({unknown!r}); got {theirs!r}"
+    unknown = detail(gateway.get(f"{API}/media/{missing}", headers=bob), 404, "bob downloads a missing id", missing)
+    theirs = detail(gateway.get(f"{API}/media/{media_id}", headers=bob), 404, "bob downloads alice's image", media_id)
+    assert theirs == unknown, f"alice's image in no post must look missing to bob ({unknown!r}); got {theirs!r}"
+    own = gateway.get(f"{API}/media/{media_id}", headers=alice)
+    assert own.status_code == 200 and own.content == PNG, f"alice downloads her own image: {own.status_code}"
+
+    assert attach(alice, media_id).status_code == 201, "alice posts her own image"
+    for who, headers in (("bob", bob), ("alice", alice)):
+        image = gateway.get(f"{API}/media/{media_id}", headers=headers)
+        assert image.status_code == 200 and image.content == PNG, f"{who} downloads the posted image: {image.text}"
+    detail(attach(bob, media_id), 404, "bob posts alice's image once she posted it", media_id)
+
+
 def test_a_reply_over_rest_shows_its_quote_and_a_reply_to_nothing_is_a_409(gateway: TestClient) -> None:
     """Replies (stage 11) through the REST door: reply_to_seq in, the quote out."""
     alice, alice_headers = sign_up(gateway, "alice")

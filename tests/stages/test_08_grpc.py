@@ -653,12 +653,17 @@ def test_an_upload_in_chunks_comes_back_byte_for_byte(database: Database[dict[st
             uploaded = await ok(
                 stub.UploadMedia(upload_parts(("cat.png", "image/png"), chunks), **as_user(ALICE)), "UploadMedia"
             )
-            parts = [
-                part
-                async for part in stub.DownloadMedia(
-                    content_pb2.DownloadMediaRequest(media_id=uploaded.media.id), **as_user(BOB)
+            # In no post yet, the file is its uploader's alone: ALICE downloads it (BOB would get NOT_FOUND).
+            download = stub.DownloadMedia(
+                content_pb2.DownloadMediaRequest(media_id=uploaded.media.id), **as_user(ALICE)
+            )
+            try:
+                parts = [part async for part in download]
+            except grpc.aio.AioRpcError as error:
+                pytest.fail(
+                    f"ALICE could not download her own upload ({error.code().name}: {error.details()}): "
+                    "store it with self._store.upload_media_by, which records the caller as its uploader"
                 )
-            ]
             return uploaded.media, parts
 
     media, parts = asyncio.run(scenario())
@@ -778,7 +783,7 @@ def test_the_clients_act_for_the_user_they_are_given(postgres_url: str, database
             ref = await ok(
                 content.upload_media(CAROL, b"GIF89a" * 50, filename="a.gif", content_type="image/gif"), "upload"
             )
-            return as_alice, as_bob, post, await ok(content.download_media(BOB, ref.id), "download")
+            return as_alice, as_bob, post, await ok(content.download_media(CAROL, ref.id), "download by its uploader")
 
     as_alice, as_bob, post, (ref, data) = asyncio.run(scenario())
     assert as_alice.id == as_bob.id, "ALICE and BOB must get the same chat"

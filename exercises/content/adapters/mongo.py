@@ -5,7 +5,10 @@ Collections:
 - ``posts``: one document per post, with a ``like_count`` kept in step with ``likes``;
 - ``comments``: one document per comment, pointing at its post;
 - ``likes``: one document per (post, user); a unique index makes a second one impossible;
-- ``media.files`` and ``media.chunks``: GridFS, the bucket named ``media``.
+- ``media.files`` and ``media.chunks``: GridFS, the bucket named ``media``. A file's ``metadata`` holds its
+  ``content_type`` and its ``uploader_id``: only the uploader attaches it to a post, and until a post carries
+  it only the uploader downloads it. A file stored before uploads recorded their uploader has no
+  ``uploader_id``: it belongs to nobody (see ``MediaAccess``).
 
 Everything here works on real MongoDB and on FerretDB v1: plain CRUD, unique and compound indexes,
 sorted and limited cursors, ``$match`` + ``$group`` with one ``$sum``, and GridFS. No transactions.
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import Any, BinaryIO, TypeVar
 
@@ -25,7 +28,7 @@ from gridfs.errors import NoFile
 from pymongo import ASCENDING, DESCENDING, IndexModel, MongoClient
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from ...config.settings import MongoSettings
 from ..domain import (
@@ -35,6 +38,7 @@ from ..domain import (
     FeedPosition,
     InvalidInput,
     Media,
+    MediaAccess,
     MediaRef,
     MediaTooLarge,
     MediaTypeNotAllowed,
@@ -43,6 +47,8 @@ from ..domain import (
     Post,
     decode_cursor,
     encode_cursor,
+    may_attach,
+    media_not_found,
     page_size,
     require_filename,
     require_media_ids,
@@ -64,6 +70,8 @@ INDEXES: dict[str, list[IndexModel]] = {
     "posts": [
         IndexModel(NEWEST_FIRST, name="posts_newest_first"),
         IndexModel([("author_id", ASCENDING), *NEWEST_FIRST], name="posts_by_author_newest_first"),
+        # Multikey: one entry per media id of a post. Answers "does any post carry this file?" for a download.
+        IndexModel([("media_ids", ASCENDING)], name="posts_by_media"),
     ],
     "comments": [
         IndexModel([("post_id", ASCENDING), *NEWEST_FIRST], name="comments_by_post_newest_first"),
@@ -117,16 +125,19 @@ class MongoContentStore:
     # --- posts -------------------------------------------------------------------------------------------
 
     def create_post(self, author_id: int, text: str, media_ids: Sequence[str] = ()) -> Post:
-        """Store a new post. Its media files must have been uploaded first (see ``upload_media``)."""
+        """Store a new post. Its media files must have been uploaded first, by its author (``upload_media_by``)."""
         refuse_operator_keys({"author_id": author_id, "text": text, "media_ids": media_ids}, "post")
         author = require_user_id(author_id, "author_id")
         body = require_text(text, "text", POST_TEXT_MAX_CHARS)
         media = require_media_ids(media_ids)
         media_oids = [self._object_id(media_id, "media") for media_id in media]
         if media_oids:
-            stored = {doc["_id"] for doc in self._media_files.find({"_id": {"$in": media_oids}}, {"_id": 1})}
+            files = self._media_files.find({"_id": {"$in": media_oids}}, {"metadata.uploader_id": 1})
+            uploaders = {doc["_id"]: _uploader_of(doc) for doc in files}
             for media_id, media_oid in zip(media, media_oids, strict=True):
-                if media_oid not in stored:
+                # Someone else's file gets the answer of a missing one (a missing file has no uploader either):
+                # the id alone must not tell a stranger that it exists.
+                if not may_attach(author, uploaders.get(media_oid)):
                     raise NotFound(f"no media with id {media_id!r}: upload the file first")
         document: Document = {
             "author_id": author,
@@ -232,6 +243,8 @@ class MongoContentStore:
         """Store a file in GridFS. ``source`` is the bytes, or a binary stream read to its end.
 
         The type and the size are checked before anything stays stored: a refused file leaves no trace.
+        The file records no uploader, so it belongs to nobody: the service stores uploads with
+        ``upload_media_by``, which records who sent the file.
         """
         refuse_operator_keys({"filename": filename, "content_type": content_type}, "media")
         name = require_filename(filename)
@@ -239,14 +252,48 @@ class MongoContentStore:
         raise NotImplementedError("exercise 05.5 is yours to write: see notebooks/05_mongodb.ipynb, section 'Exercise 05.5'. Stuck? python -m workbook hint 05.5")
         # end exercise
 
+    def upload_media_by(
+        self, uploader_id: int, source: bytes | BinaryIO, *, filename: str, content_type: str
+    ) -> MediaRef:
+        """Store a file as ``upload_media`` does, and record ``uploader_id`` in its metadata as its uploader."""
+        refuse_operator_keys(uploader_id, "uploader_id")
+        uploader = require_user_id(uploader_id, "uploader_id")
+        ref = self.upload_media(source, filename=filename, content_type=content_type)
+        file_id = ObjectId(ref.id)
+        # Two writes, no transaction: until the second one, the file belongs to nobody. A crash in between
+        # leaves a file no one can attach or download, never one that anyone can.
+        try:
+            self._media_files.update_one({"_id": file_id}, {"$set": {"metadata.uploader_id": uploader}})
+        except PyMongoError:
+            with suppress(PyMongoError, NoFile):
+                self._media.delete(file_id)  # a failed upload leaves no trace, as in upload_media
+            raise
+        return ref
+
+    def media_access(self, media_id: str) -> MediaAccess:
+        """Who uploaded a stored file and whether a post carries it: what decides who may download it.
+
+        An unknown id raises NotFound. A file stored before uploads recorded their uploader has none (None).
+        """
+        refuse_operator_keys(media_id, "media_id")
+        file_id = self._object_id(media_id, "media")
+        document = self._media_files.find_one({"_id": file_id}, {"metadata.uploader_id": 1})
+        if document is None:
+            raise media_not_found(media_id)
+        attached = self._posts.find_one({"media_ids": file_id}, {"_id": 1}) is not None
+        return MediaAccess(uploader_id=_uploader_of(document), attached=attached)
+
     def download_media(self, media_id: str) -> Media:
-        """A stored file's bytes and content type. An unknown id raises NotFound."""
+        """A stored file's bytes and content type. An unknown id raises NotFound.
+
+        Anyone's file: the caller checks ``may_download`` with ``media_access`` first.
+        """
         refuse_operator_keys(media_id, "media_id")
         file_id = self._object_id(media_id, "media")
         try:
             download = self._media.open_download_stream(file_id)
         except NoFile:
-            raise NotFound(f"no media with id {media_id!r}") from None
+            raise media_not_found(media_id) from None
         with download:
             data = download.read()
             metadata: Mapping[str, Any] = download.metadata or {}
@@ -292,6 +339,12 @@ def _post_from(document: Document) -> Post:
         created_at=document["created_at"],
         like_count=document["like_count"],
     )
+
+
+def _uploader_of(media_file: Document) -> int | None:
+    """The uploader a ``media.files`` document records; None for a file stored before uploads recorded one."""
+    uploader = (media_file.get("metadata") or {}).get("uploader_id")
+    return uploader if isinstance(uploader, int) and not isinstance(uploader, bool) else None
 
 
 def _comment_from(document: Document) -> Comment:
