@@ -49,6 +49,7 @@ from websockets.asyncio.client import ClientConnection
 
 from reference_app.auth.passwords import PasswordHashing
 from reference_app.auth.tokens import TokenIssuer
+from reference_app.config import Settings
 from workbook.isolated import REDIS_DB_BENCHMARK, isolated_app
 from workbook.messenger import key_pair
 from workbook.paths import REPO_ROOT
@@ -154,6 +155,14 @@ def make_users_and_chats(postgres_url: str, count: int) -> list[tuple[int, int]]
             ).fetchone() or (0,)
             placed += [(low, chat_id), (high, chat_id)]
     return placed
+
+
+def app_token_issuer(state_dir: Path, settings: Settings) -> TokenIssuer:
+    """An issuer with the app's own key (kept in its state directory): tokens without a sign-in each."""
+    keys = key_pair(state_dir, settings)
+    private_key = load_pem_private_key(keys.private_pem.encode(), password=None)
+    assert isinstance(private_key, Ed25519PrivateKey)
+    return TokenIssuer(private_key, issuer=settings.jwt.issuer, audience=settings.jwt.audience, ttl_seconds=3600)
 
 
 async def connect(ws_url: str, token: str) -> ClientConnection:
@@ -294,12 +303,7 @@ def main() -> None:
                 env=env,
             ) as app,
         ):
-            keys = key_pair(Path(workdir), app.settings)
-            private_key = load_pem_private_key(keys.private_pem.encode(), password=None)
-            assert isinstance(private_key, Ed25519PrivateKey)
-            issuer = TokenIssuer(
-                private_key, issuer=app.settings.jwt.issuer, audience=app.settings.jwt.audience, ttl_seconds=3600
-            )
+            issuer = app_token_issuer(Path(workdir), app.settings)
             gateway_pid = next(record.pid for record in app.runner.records() if record.name == "gateway")
             print(f"N = {count}: connecting, then {arguments.rate} messages/s for {arguments.seconds:g} s …")
             row = asyncio.run(
