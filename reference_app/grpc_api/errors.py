@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, NoReturn
 
 import grpc
+import psycopg
 from loguru import logger
 
 from ..auth.credentials import AuthError, InvalidCredentials, InvalidPassword, InvalidToken, RefreshRefused
@@ -71,6 +72,12 @@ STATUS_OF_ERROR: Mapping[type[BaseException], grpc.StatusCode] = {
 # All a caller learns about a bug on our side. The details are in the service's log, with the traceback.
 INTERNAL_MESSAGE = "internal error: the service failed to handle this call; it has been logged"
 
+# Not a bug: the database cannot be reached right now (down, restarting, a connection it ended, no connection free
+# in time). The caller may try again; a send retried with the same client_message_id is stored once. The message
+# is fixed: the driver's own text names hosts and ports.
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (psycopg.OperationalError,)
+UNAVAILABLE_MESSAGE = "the database is unavailable right now; try again shortly"
+
 # Only the messenger's own services are wrapped: health and reflection come from grpcio and report their own codes.
 OUR_METHODS_PREFIX = "/messenger."
 
@@ -91,6 +98,9 @@ def status_for(error: BaseException) -> tuple[grpc.StatusCode, str]:
 
 async def abort_with_status(error: Exception, context: grpc.aio.ServicerContext[Any, Any], method: str) -> NoReturn:
     """End the call with the status ``error`` stands for. A bug is logged here, with its traceback."""
+    if isinstance(error, UNAVAILABLE_ERRORS):
+        logger.warning("{} failed: the database is unavailable: {}", method, error)
+        await context.abort(Code.UNAVAILABLE, UNAVAILABLE_MESSAGE)
     code, message = status_for(error)
     if code is Code.INTERNAL:
         logger.opt(exception=error).error("{} failed with an unexpected error", method)

@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import grpc
+import psycopg
 import pytest
 from app.auth.users import InvalidUser, UserAlreadyExists, UserNotFound
 from app.chat.adapters.postgres import PostgresChatStore
@@ -32,7 +33,7 @@ from app.content.grpc_server import start_content_server
 from app.db.pool import open_pool
 from app.grpc_api import chat_pb2, chat_pb2_grpc, content_pb2, content_pb2_grpc
 from app.grpc_api.clients import ChatClient, ContentClient, call_options
-from app.grpc_api.errors import INTERNAL_MESSAGE, status_for
+from app.grpc_api.errors import INTERNAL_MESSAGE, UNAVAILABLE_MESSAGE, status_for
 from app.grpc_api.identity import Unauthenticated, user_id_from_metadata
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -552,6 +553,36 @@ def test_an_unexpected_error_is_internal_logged_and_not_sent(postgres_url: str) 
     assert any("hunter2" in line for line in logged), (
         "the unexpected error must be logged, with its text, on the server"
     )
+
+
+def test_a_database_that_cannot_be_reached_is_unavailable_and_names_no_host(postgres_url: str) -> None:
+    """Regression (found by tests/faults/test_postgres_restart.py): a PostgreSQL restart ended the pool's
+    connections and the calls in flight were answered INTERNAL, so the gateway told clients "internal" instead of
+    "try again". A connection the server ended is not a bug: UNAVAILABLE, with a message that names no host."""
+
+    class RestartingDatabase:
+        def __init__(self, error: Exception) -> None:
+            self.error = error
+
+        async def open_chat(self, user_low: int, user_high: int) -> Any:
+            raise self.error
+
+    async def scenario(error: Exception) -> grpc.aio.AioRpcError:
+        service = ChatService(RestartingDatabase(error), history_page_max=PAGE_MAX)  # type: ignore[arg-type]
+        async with chat_channel(postgres_url, service) as channel:
+            stub = chat_pb2_grpc.ChatServiceStub(channel)
+            return await refused(
+                stub.OpenChat(chat_pb2.OpenChatRequest(other_user_id=BOB), **as_user(ALICE)), "OpenChat"
+            )
+
+    for raised in (
+        psycopg.errors.AdminShutdown("terminating connection due to administrator command"),
+        psycopg.OperationalError('connection to server at "db.internal", port 5432 failed: Connection refused'),
+    ):
+        error = asyncio.run(scenario(raised))
+        expect_code(error, Code.UNAVAILABLE, f"a call that met {type(raised).__name__}")
+        details = error.details() or ""
+        assert details == UNAVAILABLE_MESSAGE, f"the caller should get the fixed message; it got {details!r}"
 
 
 # 08.4 — a servicer method: History -----------------------------------------------------------------------------

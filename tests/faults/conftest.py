@@ -1,0 +1,89 @@
+"""Fault tests: the app, really running, loses a service or a process of its own while users chat.
+
+One isolated app for the folder (``workbook.isolated``: its own PostgreSQL database, MongoDB database, exchange,
+Redis database REDIS_DB_FAULTS and free ports). The machine's services are stopped and
+started the way ``python -m workbook services up`` started them, and always started again in a ``finally``: a
+failed test must not leave PostgreSQL or Redis down for everyone else.
+
+The counting (sent, acked, committed, delivered, duplicates, lost) is in counting.py; the client in
+tests/e2e/messenger_client.py.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "e2e"))  # messenger_client, shared with tests/e2e
+
+from fault_app import FaultApp
+from messenger_client import RunningApp
+
+from reference_app.config import load_settings
+from workbook.isolated import REDIS_DB_FAULTS, AppDidNotStart, isolated_app_or_reason
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "faults: fault tests against the app's real processes (select: -m faults)")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.path).parents:
+            item.add_marker(pytest.mark.faults)
+
+
+@pytest.fixture(scope="session")
+def fault_app(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultApp]:
+    run_id = f"faults_{os.getpid()}"
+    state_dir = tmp_path_factory.mktemp("faults-app-state")
+    env = {
+        "APP_REDIS__SEND_RATE_LIMIT": "1000000",  # the load is fast on purpose; rate limits are tested elsewhere
+        "APP_REDIS__SIGN_IN_RATE_LIMIT": "1000000",  # every user signs in from 127.0.0.1
+        "APP_REDIS__SIGN_IN_ADDRESS_RATE_LIMIT": "1000000",
+        "APP_LOG__LEVEL": "INFO",
+    }
+    app_root = Path(request.config.getoption("app_root")).resolve()
+    with ExitStack() as stack:
+        stack.callback(drop_database, run_id)  # runs last, after the isolated app's own cleanup
+        stack.enter_context(admin_connection_lost_on_the_way_out())
+        try:
+            app = stack.enter_context(
+                isolated_app_or_reason(app_root, run_id=run_id, redis_db=REDIS_DB_FAULTS, state_dir=state_dir, env=env)
+            )
+        except AppDidNotStart as error:
+            pytest.fail(str(error))
+        # What isolated_app gives every process on top of ``env``: the same for a process started again.
+        own = {
+            "APP_POSTGRES__URL": app.settings.postgres.url,
+            "APP_MONGO__DATABASE": app.settings.mongo.database,
+            "APP_RABBITMQ__EXCHANGE": app.settings.rabbitmq.exchange,
+            "APP_REDIS__URL": app.settings.redis.url,
+        }
+        running = RunningApp(app.base_url, app.ws_url, app.settings.postgres.url, app.settings, app.runner)
+        yield FaultApp(running, app, app_root, state_dir, {**env, **own}, stack.enter_context(ExitStack()))
+
+
+@contextmanager
+def admin_connection_lost_on_the_way_out() -> Iterator[None]:
+    """workbook.databases.throwaway_database keeps one admin connection open from creating the database to dropping
+    it; a PostgreSQL restart in between ends it, and the drop then fails on a dead connection. That failure (and
+    only it) is let pass here: drop_database drops the database with a connection of its own."""
+    try:
+        yield
+    except psycopg.OperationalError as error:
+        if "terminating connection due to administrator command" not in str(error) and "closed" not in str(error):
+            raise
+
+
+def drop_database(name: str) -> None:
+    with psycopg.connect(load_settings().postgres.url, autocommit=True, connect_timeout=5) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
