@@ -7,9 +7,10 @@ seq it holds (docs/websocket_protocol.md, "message.created"). So the promise che
 after deduplicating by seq, each member holds exactly the committed messages, none missing, none extra.
 
 The broker is restarted the way ``python -m workbook services up`` started it (Debian's rabbitmq-server, or
-docker compose). The counts (sent, committed, delivered, duplicates, …) are printed; with
-``BROKER_RESTART_RESULTS=bench/results/broker_restart.json`` in the environment they are also written there (a test
-run must not change tracked files unless asked).
+docker compose). The counts (sent, committed, delivered, duplicates, lost, …; counted by tests/faults/counting.py,
+shared with the fault tests) are printed; with ``FAULT_RESULTS=1`` (or ``BROKER_RESTART_RESULTS=<path>``) in the
+environment they are also written to bench/results/broker_restart.json (a test run must not change tracked files
+unless asked). At the end the outbox must be drained: the relay published every row it held.
 """
 
 from __future__ import annotations
@@ -17,27 +18,35 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
 import time
-import uuid
-from collections.abc import Iterator
-from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-import httpx
-import psycopg
 import pytest
-from messenger_client import ChatClient, RunningApp, User, open_chat, register_and_log_in
+from messenger_client import RunningApp
 
 from workbook.paths import REPO_ROOT
 from workbook.services import _compose, _read_state, native
 from workbook.services.probes import probe_rabbitmq, wait_until_ready
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "faults"))  # the counting shared with tests/faults
+from counting import (
+    Load,
+    assert_nothing_lost_nor_doubled,
+    count,
+    make_pairs,
+    report,
+    wait_for_outbox_drained,
+    wait_until,
+)
+
 pytestmark = pytest.mark.e2e
 
-RESULTS_VARIABLE = "BROKER_RESTART_RESULTS"
-SEND_PAUSE_SECONDS = 0.05  # each sender's pace: about 20 messages a second each
+FAULT = "broker_restart"
+RESULTS_VARIABLE = "BROKER_RESTART_RESULTS"  # a path; FAULT_RESULTS=1 writes bench/results/broker_restart.json
+PAIRS = 1
 BEFORE_RESTART = 20  # messages each sender sends before the broker goes down
-DELIVERY_FAIL_SAFE_SECONDS = 120.0  # not a measurement: only keeps a broken run from hanging
 
 
 def restart_rabbitmq(url: str) -> str:
@@ -54,136 +63,44 @@ def restart_rabbitmq(url: str) -> str:
     return method
 
 
-@pytest.fixture
-def chat(running_app: RunningApp) -> Iterator[tuple[User, User, int]]:
-    with httpx.Client(base_url=running_app.base_url, timeout=30) as http:
-        ada = register_and_log_in(http, f"ada_{uuid.uuid4().hex[:8]}")
-        linus = register_and_log_in(http, f"linus_{uuid.uuid4().hex[:8]}")
-        yield ada, linus, open_chat(http, ada, linus)
-
-
-class Sender:
-    """Sends messages from one client at a steady pace until told to stop; remembers what was acked."""
-
-    def __init__(self, client: ChatClient) -> None:
-        self.client = client
-        self.sent = 0
-        self.acked: dict[int, str] = {}  # seq → client_message_id
-        self.stop = asyncio.Event()
-
-    async def run(self) -> None:
-        while not self.stop.is_set():
-            await self.send_one()
-            await asyncio.sleep(SEND_PAUSE_SECONDS)
-
-    async def send_one(self) -> int:
-        message_id = str(uuid.uuid4())
-        self.sent += 1
-        ack = await self.client.send(f"{self.client.user.username} #{self.sent}", message_id)
-        self.acked[int(ack["seq"])] = message_id
-        return int(ack["seq"])
-
-
-async def wait_until(condition: Any, what: str) -> None:
-    deadline = time.monotonic() + DELIVERY_FAIL_SAFE_SECONDS
-    while not condition():
-        assert time.monotonic() < deadline, f"gave up waiting: {what}"
-        await asyncio.sleep(0.1)
-
-
-async def chat_through_a_broker_restart(app: RunningApp, ada: User, linus: User, chat_id: int) -> dict[str, Any]:
-    clients = [ChatClient(app.ws_url, ada, chat_id), ChatClient(app.ws_url, linus, chat_id)]
-    for client in clients:
-        await client.connect()
-    senders = [Sender(client) for client in clients]
-    tasks = [asyncio.create_task(sender.run()) for sender in senders]
+async def chat_through_a_broker_restart(app: RunningApp) -> tuple[Load, dict[str, Any]]:
+    load = Load(app, make_pairs(app, PAIRS))
+    await load.start()
     try:
-        await wait_until(lambda: all(s.sent >= BEFORE_RESTART for s in senders), "the first messages to be sent")
+        await wait_until(lambda: all(s.sent >= BEFORE_RESTART for s in load.senders), "the first messages to be sent")
         restarted_at = time.monotonic()
         how = await asyncio.to_thread(restart_rabbitmq, app.settings.rabbitmq.url)
         restart_seconds = time.monotonic() - restarted_at
         # Keep talking until pushes flow again: a message acked now must reach both as a PUSH (the relay and
         # the gateway's consumer are back). Any push lost meanwhile shows as a gap, and the client syncs.
-        after_restart = max(seq for sender in senders for seq in sender.acked)
+        after_restart = max(seq for sender in load.senders for seq in sender.acked)
         await wait_until(
-            lambda: all(client.last_pushed_seq > after_restart for client in clients),
+            lambda: all(client.last_pushed_seq > after_restart for client in load.clients),
             "pushes to flow again after the restart",
         )
-        for sender in senders:
-            sender.stop.set()
-        await asyncio.gather(*tasks)
-        # One last message each, sent when everything runs: any push lost before it is now a visible gap.
-        for sender in senders:
-            await sender.send_one()
-        acked = {seq for sender in senders for seq in sender.acked}
-        await wait_until(lambda: all(acked <= set(client.messages) for client in clients), "every acked message")
-        await asyncio.sleep(1.0)  # let a late duplicate push arrive, so that it is counted
-        with psycopg.connect(app.postgres_url) as db:
-            committed = {
-                int(seq): str(message_id)
-                for seq, message_id in db.execute(
-                    "SELECT seq, client_message_id FROM chat.messages WHERE chat_id = %s", (chat_id,)
-                ).fetchall()
-            }
-        return {
-            "how": how,
-            "restart_seconds": round(restart_seconds, 1),
-            "senders": senders,
-            "clients": clients,
-            "committed": committed,
-        }
+        await load.settle(app.postgres_url)
+        drain_seconds = await wait_for_outbox_drained(app.postgres_url)
     finally:
-        for sender in senders:
-            sender.stop.set()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for client in clients:
-            await client.close()
+        await load.close()
+    return load, {
+        "broker_restarted_with": how,
+        "broker_restart_seconds": round(restart_seconds, 1),
+        "outbox_drain_seconds": round(drain_seconds, 1),
+    }
 
 
 def test_after_a_broker_restart_every_committed_message_reached_every_member_exactly_once(
-    running_app: RunningApp, chat: tuple[User, User, int]
+    running_app: RunningApp,
 ) -> None:
-    ada, linus, chat_id = chat
+    load, details = asyncio.run(chat_through_a_broker_restart(running_app))
 
-    run = asyncio.run(chat_through_a_broker_restart(running_app, ada, linus, chat_id))
-
-    senders: list[Sender] = run["senders"]
-    clients: list[ChatClient] = run["clients"]
-    committed: dict[int, str] = run["committed"]
-    acked = {seq: message_id for sender in senders for seq, message_id in sender.acked.items()}
-    counts = {
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": "pytest tests/e2e/test_broker_restart.py -s",
-        "broker_restarted_with": run["how"],
-        "broker_restart_seconds": run["restart_seconds"],
-        "sent": sum(sender.sent for sender in senders),
-        "acked": len(acked),
-        "committed": len(committed),
-        "members": {
-            client.user.username.split("_")[0]: {
-                "delivered": len(set(client.messages) & set(committed)),
-                "by_push": client.pushed,
-                "by_sync": client.synced,
-                "duplicates": client.duplicates,
-                "gaps_seen": client.gaps,
-            }
-            for client in clients
-        },
-    }
-    counts["delivered"] = sum(member["delivered"] for member in counts["members"].values())
-    counts["duplicates"] = sum(member["duplicates"] for member in counts["members"].values())
+    counts = count(FAULT, load, running_app.postgres_url, **details)
+    counts["command"] = "pytest tests/e2e/test_broker_restart.py -s"
+    report(FAULT, counts)
     if results := os.environ.get(RESULTS_VARIABLE):
         path = REPO_ROOT / results
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(counts, indent=2) + "\n")
-    print("\nbroker restart:", json.dumps(counts, indent=2))
 
-    assert acked == committed, "every acked message should be committed, and nothing else (no double send)"
-    assert sorted(committed) == list(range(1, len(committed) + 1)), "the chat's seqs should have no gaps"
-    for client in clients:
-        held = {seq: message["client_message_id"] for seq, message in client.messages.items()}
-        missing = sorted(set(committed) - set(held))
-        assert not missing, f"{client.user.username} never received seqs {missing[:20]}"
-        assert held == committed, f"{client.user.username} should hold exactly the committed messages"
+    assert_nothing_lost_nor_doubled(counts)
+    assert counts["unpublished_events"] == 0, "the relay should have published every outbox row (drained)"
