@@ -40,6 +40,9 @@ async def open_pool(settings: PostgresSettings, *, name: str = "messenger") -> A
         min_size=settings.pool_min_size,
         max_size=settings.pool_max_size,
         kwargs={"autocommit": True},
+        # A connection is checked before it is lent: after a PostgreSQL restart every pooled connection is dead,
+        # and without the check each one would fail a request of its own before the pool replaced it.
+        check=AsyncConnectionPool.check_connection,
         name=name,
         open=False,  # an async pool must be opened with await, inside the running event loop
     )

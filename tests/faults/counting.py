@@ -39,7 +39,7 @@ from workbook.paths import REPO_ROOT
 
 RESULTS_VARIABLE = "FAULT_RESULTS"
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
-SEND_PAUSE_SECONDS = 0.05  # each sender's pace: about 20 messages a second each
+SEND_PAUSE_SECONDS = 0.1  # each sender's pace, resends too: under the gateway's 20 frames a second per socket
 FAIL_SAFE_SECONDS = 120.0  # not a measurement: only keeps a broken run from hanging
 NO_ANSWER = "no answer"  # the connection closed, or nothing came in time: the send may or may not be committed
 
@@ -106,6 +106,7 @@ class Sender:
             return None
         if answer.get("type") != "ack":
             self.answers[str(answer.get("code"))] += 1
+            await asyncio.sleep(float(answer.get("retry_after") or 0))  # rate_limited says how long to wait
             return None
         self.answers["ack"] += 1
         self.last_ack_at = time.monotonic()
@@ -120,6 +121,7 @@ class Sender:
         while self.unacked:
             for message_id in list(self.unacked):
                 await self.send_one(message_id)
+                await asyncio.sleep(self.pause)
             if self.unacked:
                 assert time.monotonic() < deadline, f"{len(self.unacked)} messages were never acked on resending"
                 await asyncio.sleep(0.5)

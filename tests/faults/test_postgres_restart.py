@@ -41,6 +41,8 @@ async def chat_through(app: FaultApp) -> tuple[Load, dict[str, Any]]:
                 refused_while_down = sum(load.answers()[code] for code in ALLOWED_REFUSALS) - refused_before
             back_at = time.monotonic()
         recovery = await load.sending_again(back_at)
+        # The other services recover too, at the first request: auth (sign up, log in) and chat (open a chat).
+        await asyncio.to_thread(make_pairs, running, 1)
         await asyncio.sleep(1.0)
         await load.settle(running.postgres_url)
     finally:

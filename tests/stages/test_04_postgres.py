@@ -81,6 +81,31 @@ async def chat_with_messages(app: App, count: int, *, senders: tuple[int, int] =
     return chat.id
 
 
+def test_a_connection_the_server_ended_is_replaced_before_it_is_lent(settings: PostgresSettings) -> None:
+    """Regression (found by tests/faults/test_postgres_restart.py): after a PostgreSQL restart the first request
+    of each pooled connection failed (the auth service refused sign-ups until its dead connections were used up).
+    The pool checks a connection before lending it, so the next request after a restart works."""
+
+    small = settings.model_copy(update={"pool_min_size": 3, "pool_max_size": 3})
+
+    async def scenario() -> list[int]:
+        async with open_pool(small) as pool:
+            with psycopg.connect(small.url, autocommit=True) as admin:
+                # What a restart does to every connection of the pool: the server ends them.
+                ended = admin.execute(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                ).fetchone()
+            assert ended == (3,), f"the pool's three connections should have been ended: {ended}"
+            answers = []
+            for _ in range(4):  # more than the pool holds: every dead one is met
+                async with pool.connection() as connection:
+                    answers.append((await (await connection.execute("SELECT 1")).fetchone())[0])  # type: ignore[index]
+            return answers
+
+    assert asyncio.run(scenario()) == [1, 1, 1, 1]
+
+
 # 04.1 — users --------------------------------------------------------------------------------------------------
 
 
