@@ -28,7 +28,7 @@ from .config.settings import GrpcSettings, TlsFiles
 def read_private_key(path: Path, *, section: str) -> bytes:
     """The PEM bytes of a private key file, refused when anyone but its owner may read or write it."""
     # exercise 12.1: refuse a private key that others can read
-    raise NotImplementedError("exercise 12.1 is yours to write: see notebooks/12_*.ipynb, section 'Exercise 12.1'. Stuck? python -m workbook hint 12.1")
+    raise NotImplementedError("exercise 12.1 is yours to write: see notebooks/12_measure_and_harden.ipynb, section 'Exercise 12.1'. Stuck? python -m workbook hint 12.1")
     # end exercise
 
 
@@ -42,14 +42,14 @@ def _read(path: Path, *, section: str, field: str) -> bytes:
 def server_credentials(cert_file: Path, key_file: Path) -> grpc.ServerCredentials:
     """What a gRPC server listens with: its certificate chain and its private key."""
     # exercise 12.2: the credentials of a gRPC server
-    raise NotImplementedError("exercise 12.2 is yours to write: see notebooks/12_*.ipynb, section 'Exercise 12.2'. Stuck? python -m workbook hint 12.2")
+    raise NotImplementedError("exercise 12.2 is yours to write: see notebooks/12_measure_and_harden.ipynb, section 'Exercise 12.2'. Stuck? python -m workbook hint 12.2")
     # end exercise
 
 
 def channel_credentials(ca_file: Path) -> grpc.ChannelCredentials:
     """What a gRPC client connects with: trust in OUR authority, and in nothing else."""
     # exercise 12.3: the credentials of a gRPC client
-    raise NotImplementedError("exercise 12.3 is yours to write: see notebooks/12_*.ipynb, section 'Exercise 12.3'. Stuck? python -m workbook hint 12.3")
+    raise NotImplementedError("exercise 12.3 is yours to write: see notebooks/12_measure_and_harden.ipynb, section 'Exercise 12.3'. Stuck? python -m workbook hint 12.3")
     # end exercise
 
 
