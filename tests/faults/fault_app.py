@@ -46,6 +46,13 @@ class FaultApp:
                     return record.pid
         raise AssertionError(f"no running process {name}")
 
+    def alive(self, name: str) -> bool:
+        try:
+            self.pid(name)
+        except AssertionError:
+            return False
+        return True
+
     def kill(self, name: str) -> int:
         """kill -9 the process (its whole group, as a crash of the machine's process would); return its pid."""
         pid = self.pid(name)

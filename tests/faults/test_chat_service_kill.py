@@ -33,17 +33,18 @@ async def chat_through(app: FaultApp) -> tuple[Load, dict[str, Any]]:
     await load.start()
     try:
         await wait_until(lambda: all(s.sent >= BEFORE for s in load.senders), "the first messages to be sent")
-        killed = app.kill("chat")
-        refused_before = sum(load.answers()[code] for code in ALLOWED_REFUSALS)
-        async with httpx.AsyncClient(base_url=running.base_url, timeout=30) as http:
-            rest = await http.get("/api/v1/chats", headers=user.headers)
-        await asyncio.sleep(DEAD_SECONDS)
-        refused_while_dead = sum(load.answers()[code] for code in ALLOWED_REFUSALS) - refused_before
+        app.kill("chat")  # and waits until it is gone: alive afterwards would mean someone started it again
         try:
-            restarted_by_runner = app.pid("chat") != killed
-        except AssertionError:
-            restarted_by_runner = False
-        start_seconds = await asyncio.to_thread(app.start_again, "chat")
+            refused_before = sum(load.answers()[code] for code in ALLOWED_REFUSALS)
+            async with httpx.AsyncClient(base_url=running.base_url, timeout=30) as http:
+                rest = await http.get("/api/v1/chats", headers=user.headers)
+            await asyncio.sleep(DEAD_SECONDS)
+            refused_while_dead = sum(load.answers()[code] for code in ALLOWED_REFUSALS) - refused_before
+            restarted_by_runner = app.alive("chat")
+            start_seconds = await asyncio.to_thread(app.start_again, "chat")
+        finally:
+            if not app.alive("chat"):  # whatever failed above, the next tests need a chat service
+                await asyncio.to_thread(app.start_again, "chat")
         ready_at = time.monotonic()
         recovery = await load.sending_again(ready_at)
         await load.settle(running.postgres_url)
