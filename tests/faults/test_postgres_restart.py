@@ -19,7 +19,7 @@ from fault_app import FaultApp, service_down
 
 FAULT = "postgres_restart"
 PAIRS = 3
-BEFORE = 15  # messages each sender sends before PostgreSQL goes down
+BEFORE = 25  # messages each sender sends before PostgreSQL goes down
 DOWN_SECONDS = 3.0
 RECOVERY_SECONDS = 20.0  # every sender acked again within this long after PostgreSQL answers again
 ALLOWED_REFUSALS = {"unavailable"}
@@ -43,7 +43,7 @@ async def chat_through(app: FaultApp) -> tuple[Load, dict[str, Any]]:
         recovery = await load.sending_again(back_at)
         # The other services recover too, at the first request: auth (sign up, log in) and chat (open a chat).
         await asyncio.to_thread(make_pairs, running, 1)
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(2.0)  # and a little more load, everything running again
         await load.settle(running.postgres_url)
     finally:
         await load.close()
