@@ -21,21 +21,29 @@ def database_url(server_url: str, name: str) -> str:
 
 @contextmanager
 def throwaway_database(server_url: str, name: str) -> Iterator[str]:
-    """Create database ``name`` (dropping a leftover of that name first), yield its URL, drop it on the way out."""
+    """Create database ``name`` (dropping a leftover of that name first), yield its URL, drop it on the way out.
+
+    The drop opens a connection of its own: a fault test may restart PostgreSQL in between, which ends every
+    connection that was open.
+    """
+    with _admin(server_url) as admin:
+        _drop(admin, name)
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
-        admin = psycopg.connect(server_url, autocommit=True, connect_timeout=5)
+        yield database_url(server_url, name)
+    finally:
+        with _admin(server_url) as admin:
+            _drop(admin, name)
+
+
+def _admin(server_url: str) -> psycopg.Connection[Any]:
+    try:
+        return psycopg.connect(server_url, autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as error:
         where = urlsplit(server_url).netloc.rpartition("@")[2]
         raise ServerUnreachable(
             f"PostgreSQL does not answer at {where}: {error}. Fix: python -m workbook services up"
         ) from None
-    with admin:
-        _drop(admin, name)
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        try:
-            yield database_url(server_url, name)
-        finally:
-            _drop(admin, name)
 
 
 def _drop(admin: psycopg.Connection[Any], name: str, attempts: int = 50) -> None:

@@ -14,19 +14,16 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
-import psycopg
 import pytest
-from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "e2e"))  # messenger_client, shared with tests/e2e
 
 from fault_app import FaultApp
 from messenger_client import RunningApp
 
-from reference_app.config import load_settings
 from workbook.isolated import REDIS_DB_FAULTS, AppDidNotStart, isolated_app_or_reason
 
 
@@ -53,8 +50,6 @@ def fault_app(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
     }
     app_root = Path(request.config.getoption("app_root")).resolve()
     with ExitStack() as stack:
-        stack.callback(drop_database, run_id)  # runs last, after the isolated app's own cleanup
-        stack.enter_context(admin_connection_lost_on_the_way_out())
         try:
             app = stack.enter_context(
                 isolated_app_or_reason(app_root, run_id=run_id, redis_db=REDIS_DB_FAULTS, state_dir=state_dir, env=env)
@@ -70,20 +65,3 @@ def fault_app(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
         }
         running = RunningApp(app.base_url, app.ws_url, app.settings.postgres.url, app.settings, app.runner)
         yield FaultApp(running, app, app_root, state_dir, {**env, **own}, stack.enter_context(ExitStack()))
-
-
-@contextmanager
-def admin_connection_lost_on_the_way_out() -> Iterator[None]:
-    """workbook.databases.throwaway_database keeps one admin connection open from creating the database to dropping
-    it; a PostgreSQL restart in between ends it, and the drop then fails on a dead connection. That failure (and
-    only it) is let pass here: drop_database drops the database with a connection of its own."""
-    try:
-        yield
-    except psycopg.OperationalError as error:
-        if "terminating connection due to administrator command" not in str(error) and "closed" not in str(error):
-            raise
-
-
-def drop_database(name: str) -> None:
-    with psycopg.connect(load_settings().postgres.url, autocommit=True, connect_timeout=5) as admin:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
