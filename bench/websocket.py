@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -197,6 +198,7 @@ async def run_one(
     issuer: TokenIssuer,
     postgres_url: str,
     gateway_pid: int,
+    on_sending: Callable[[], object] | None = None,
 ) -> Row:
     placed = make_users_and_chats(postgres_url, clients_wanted)
     await warm_up(ws_url, issuer, postgres_url)
@@ -213,6 +215,8 @@ async def run_one(
     readers = [asyncio.create_task(measurement.read(client)) for client in clients]
     senders = clients[::2]  # one member of each chat sends; the other receives
     total = int(rate * seconds)
+    if on_sending is not None:
+        on_sending()  # the profiler starts here: connecting is not what it should see
     started = time.perf_counter()
     for n in range(total):
         # A fixed schedule: message n leaves at started + n / rate, whatever happened to the ones before.
