@@ -2,24 +2,35 @@
 
 uvicorn serves the app on ``settings.http.host:port``. Its own logging is switched off (``log_config=None``) and
 its loggers are routed through ours, so every line of the process has the same format and the request id.
+
+**A node among several.** ``MESSENGER_GATEWAY_NODE`` names this node when a load balancer spreads clients over
+several (``python -m workbook app up --gateways 2`` sets it): the name goes into the X-Gateway-Node header and
+into the node's id in Redis. **Stopping** (SIGTERM, Ctrl+C): the node stops accepting connections, so the
+balancer's next health check fails; then every WebSocket client is told 1001 (going away) and reconnects through
+the balancer to another node; only then does uvicorn finish the requests in flight and the app close.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
+import socket
 import sys
 
 import uvicorn
+from fastapi import FastAPI
 
 from ..config import ConfigError, load_settings
 from ..logger import configure_logging
-from .app import create_app
+from ..tls import require_tls_in_production, uvicorn_tls_options
+from .app import HEALTH_PATH, create_app
 from .hub import WsLimits
 
 SERVICE = "gateway"
 # uvicorn writes each request's path WITH its query string into its log lines ("WebSocket /ws?token=…").
 QUERY_STRING = re.compile(r"\?[^\s\"]*")
+NODE_VARIABLE = "MESSENGER_GATEWAY_NODE"
 
 
 class HideQueryStrings(logging.Filter):
@@ -42,22 +53,58 @@ def hide_query_strings() -> None:
         logging.getLogger(name).addFilter(HideQueryStrings())
 
 
+class SkipHealthChecks(logging.Filter):
+    """No access-log line for the balancer's health check: it comes every second and says nothing new."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        # uvicorn's access record: (client address, method, path, HTTP version, status)
+        return not (isinstance(args, tuple) and len(args) >= 3 and args[2] == HEALTH_PATH)
+
+
+class GatewayServer(uvicorn.Server):
+    """uvicorn's server with one step more when it is told to stop: the WebSocket clients are told 1001 first.
+
+    uvicorn alone would close the WebSockets with 1012 (service restart) and only then run the app's shutdown.
+    """
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+        super().__init__(config)
+        self._app = app
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # Stop accepting first (uvicorn does it again, which does no harm): no new socket comes to a node that
+        # is going, and the load balancer's next health check finds the port closed.
+        for server in self.servers:
+            server.close()
+        gateway = getattr(self._app.state, "gateway", None)
+        if gateway is not None:
+            await gateway.hub.going_away()
+        await super().shutdown(sockets)
+
+
 def main() -> None:
     try:
         settings = load_settings()
+        require_tls_in_production(settings)
+        tls = uvicorn_tls_options(settings.http)  # HTTPS and wss:// when a certificate is set
     except ConfigError as error:
         print(f"{SERVICE}: configuration error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     configure_logging(settings.log, service=SERVICE)
     hide_query_strings()
+    logging.getLogger("uvicorn.access").addFilter(SkipHealthChecks())
+    app = create_app(settings, node_name=os.environ.get(NODE_VARIABLE) or None)
     # ws_max_size: the websockets library refuses a bigger frame (close 1009) before reading it into memory.
-    uvicorn.run(
-        create_app(settings),
+    config = uvicorn.Config(
+        app,
         host=settings.http.host,
         port=settings.http.port,
         log_config=None,
         ws_max_size=WsLimits().max_frame_bytes,
+        **tls,  # type: ignore[arg-type]  # str paths: uvicorn's own types
     )
+    GatewayServer(config, app).run()
 
 
 if __name__ == "__main__":

@@ -5,6 +5,10 @@ public key), checks the request's shape, and calls the service that owns the dat
 connections: one gRPC channel per service, a Redis client (presence, rate limits, the token deny-list), the
 WebSocket hub and the hub's subscription to the broker. They are opened once, when the app starts (the
 *lifespan*), shared by every request, and closed when it stops.
+
+Several gateway nodes may run behind a load balancer (``python -m workbook app up --gateways 2``). Each answers
+``GET /healthz`` (the balancer's health check) and, when it has a name, says it in an ``X-Gateway-Node`` header
+on every response, WebSocket handshakes included: which node answered is then plain to see.
 """
 
 from __future__ import annotations
@@ -18,12 +22,13 @@ import redis
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..auth.tokens import TokenVerifier
 from ..auth.wiring import build_token_verifier
 from ..config import Settings
 from ..grpc_api.clients import AuthClient, ChatClient, ContentClient, auth_client, chat_client, content_client
-from .hub import Hub
+from .hub import Hub, new_node_id
 from .presence import Presence
 from .problems import install_problem_handlers
 from .rate_limit import RateLimiter
@@ -38,6 +43,8 @@ MULTIPART_OVERHEAD_BYTES = 16 * 1024
 REDIS_TIMEOUT_SECONDS = 2.0
 # The web client, as `make client` builds it: client/dist at the repository's root, two folders above any app root.
 CLIENT_DIST = Path(__file__).resolve().parents[2] / "client" / "dist"
+NODE_HEADER = "x-gateway-node"
+HEALTH_PATH = "/healthz"
 
 
 @dataclass(frozen=True)
@@ -67,7 +74,7 @@ def body_limits(settings: Settings) -> Callable[[str], int]:
 
 
 @asynccontextmanager
-async def open_gateway(settings: Settings) -> AsyncIterator[Gateway]:
+async def open_gateway(settings: Settings, *, node_name: str | None = None) -> AsyncIterator[Gateway]:
     """Open every connection the gateway needs; close them all, in reverse order, when the block ends."""
     async with AsyncExitStack() as stack:
         client = redis.Redis.from_url(
@@ -78,7 +85,7 @@ async def open_gateway(settings: Settings) -> AsyncIterator[Gateway]:
         chats = await stack.enter_async_context(chat_client(settings))
         content = await stack.enter_async_context(content_client(settings))
         presence = Presence.from_settings(client, settings.redis)
-        hub = Hub(settings, chats=chats, presence=presence)
+        hub = Hub(settings, chats=chats, presence=presence, node=new_node_id(node_name))
         await hub.start()
         stack.push_async_callback(hub.stop)
         yield Gateway(
@@ -95,12 +102,15 @@ async def open_gateway(settings: Settings) -> AsyncIterator[Gateway]:
         )
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """The gateway app for these settings. Nothing connects until it starts (uvicorn, or a TestClient block)."""
+def create_app(settings: Settings, *, node_name: str | None = None) -> FastAPI:
+    """The gateway app for these settings. Nothing connects until it starts (uvicorn, or a TestClient block).
+
+    ``node_name`` names this node among several behind a load balancer (the X-Gateway-Node header).
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_gateway(settings) as gateway:
+        async with open_gateway(settings, node_name=node_name) as gateway:
             app.state.gateway = gateway
             yield
 
@@ -115,9 +125,38 @@ def create_app(settings: Settings) -> FastAPI:
     install_problem_handlers(app)
     app.include_router(router, prefix=API_PREFIX)
     app.include_router(ws_router)
+
+    @app.get(HEALTH_PATH, include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        """The load balancer's health check: the process serves HTTP. Cheap on purpose (asked every second), so
+        it asks nothing of Redis or the services: a node is not taken out because a service they all share is down."""
+        return {"status": "ok"}
+
     app.add_middleware(GatewayMiddleware, body_limit_for=body_limits(settings))
+    if node_name:
+        app.add_middleware(NodeHeader, node_name=node_name)
     serve_client(app, CLIENT_DIST)
     return app
+
+
+class NodeHeader:
+    """Adds ``X-Gateway-Node: <name>`` to every HTTP response and WebSocket handshake of this node."""
+
+    def __init__(self, app: ASGIApp, *, node_name: str) -> None:
+        self.app = app
+        self.header = (NODE_HEADER.encode(), node_name.encode("latin-1"))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_node(message: Message) -> None:
+            if message["type"] in ("http.response.start", "websocket.accept"):
+                message["headers"] = [*message.get("headers", []), self.header]
+            await send(message)
+
+        await self.app(scope, receive, send_with_node)
 
 
 def serve_client(app: FastAPI, dist: Path) -> None:

@@ -15,14 +15,22 @@ connection.py). Every change to the registry and every delivery runs on the loop
 Even a signal for a user connected to this very node goes through the broker: one road for every event, the
 same on one node as on ten.
 
+Presence is kept across nodes (presence.py): each node heartbeats an entry, under its own node id, for every
+user connected to it, and a user's contacts are told "offline" only when the user's last socket on any node
+has closed. When the node shuts down (SIGTERM), ``going_away`` closes every socket with 1001 first: the clients
+reconnect, through the load balancer, to another node.
+
 The protocol is written down in docs/websocket_protocol.md.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -57,6 +65,12 @@ STOP_WAIT_SECONDS = 5.0
 CHATS_RELOAD_SECONDS = 3.0
 
 C = TypeVar("C")
+T = TypeVar("T")
+
+
+def new_node_id(name: str | None = None) -> str:
+    """An id for this gateway node that no other node has, nor this one after a restart: name (or host), pid, random."""
+    return f"{name or socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 @dataclass(frozen=True)
@@ -115,9 +129,16 @@ class Hub:
     """This node's connections by user, its subscriptions to the broker, and the signals it publishes."""
 
     def __init__(
-        self, settings: Settings, *, chats: ChatClient, presence: Presence, limits: WsLimits | None = None
+        self,
+        settings: Settings,
+        *,
+        chats: ChatClient,
+        presence: Presence,
+        limits: WsLimits | None = None,
+        node: str | None = None,
     ) -> None:
         self._settings = settings
+        self.node = node or new_node_id()  # this node's entry in each connected user's set of nodes (presence)
         self._chats = chats
         self._presence = presence
         # Tests may replace it (dataclasses.replace) before connecting: each connection reads it when it opens.
@@ -131,6 +152,7 @@ class Hub:
         self._presence_lock = asyncio.Lock()
         self._all_gone = asyncio.Event()  # set while no connection is registered (stop() waits for it)
         self._all_gone.set()
+        self._going_away = False  # set by going_away(): a connection that authenticates now is closed at once
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -161,17 +183,14 @@ class Hub:
     def _consuming(self, seconds: float) -> bool:
         return all(node.consuming.wait(seconds) for node in self.nodes)
 
-    async def stop(self) -> None:
-        """Shut down in an order that loses nothing on the way out.
+    async def going_away(self) -> None:
+        """Close every connection with 1001 (going away) and wait, at most STOP_WAIT_SECONDS, for them to end.
 
-        1. Stop the heartbeats. 2. Close every connection with 1001 and wait (at most STOP_WAIT_SECONDS) for
-        the endpoints to end: each one's ``disconnect`` publishes the user's offline signal and starts the
-        offline write. 3. Wait for those writes (they need the Redis client, which is closed after the hub).
-        4. Only then stop the broker threads: the signal publisher sends what is still pending before it ends.
+        The server calls this as soon as it is told to stop (SIGTERM), after it stopped accepting connections:
+        the clients reconnect to another node while this one finishes. Each endpoint's ``disconnect`` starts the
+        user's presence write. A connection that authenticates from now on is closed with 1001 at once.
         """
-        if self._heartbeats is not None:
-            self._heartbeats.cancel()
-            await asyncio.gather(self._heartbeats, return_exceptions=True)
+        self._going_away = True
         for connections in list(self._sockets.values()):
             for connection in list(connections):
                 connection.close(CLOSE_GOING_AWAY, "the gateway is shutting down; reconnect")
@@ -182,6 +201,20 @@ class Hub:
             logger.warning(
                 "{} users still connected after {:g} s; stopping anyway", len(self._sockets), STOP_WAIT_SECONDS
             )
+
+    async def stop(self) -> None:
+        """Shut down in an order that loses nothing on the way out.
+
+        1. Stop the heartbeats. 2. Close every connection with 1001 and wait (at most STOP_WAIT_SECONDS) for
+        the endpoints to end (``going_away``; done already when the server called it first): each one's
+        ``disconnect`` starts the user's presence write, which tells the contacts when the user is offline.
+        3. Wait for those writes (they need the Redis client, which is closed after the hub). 4. Only then stop
+        the broker threads: the signal publisher sends what is still pending before it ends.
+        """
+        if self._heartbeats is not None:
+            self._heartbeats.cancel()
+            await asyncio.gather(self._heartbeats, return_exceptions=True)
+        await self.going_away()
         if self._background:
             await asyncio.wait(set(self._background), timeout=STOP_WAIT_SECONDS)
         self._stop.set()
@@ -202,9 +235,12 @@ class Hub:
         The user's chats are loaded first: if the chat service cannot answer, the error reaches the caller and
         nothing was registered or said. Registering and offering the greeting happen with no ``await`` between
         them, so the greeting is the connection's first frame: no push can come before it. Then the user's
-        contacts learn that the user is online (the first connection here), and the connection gets a presence
-        frame for each contact who is online.
+        contacts learn that the user is online (when this is the user's first connection on any node), and the
+        connection gets a presence frame for each contact who is online.
         """
+        if self._going_away:
+            connection.close(CLOSE_GOING_AWAY, "the gateway is shutting down; reconnect")
+            return
         chats = await self._fetch_chats(user_id)
         connection.user_id = user_id
         first = user_id not in self._sockets
@@ -214,10 +250,12 @@ class Hub:
         connection.offer(greeting)
         contacts = set(chats.values())
         if first:
+            came_online = True  # when Redis cannot say, the contacts are told anyway: a state may arrive twice
             async with self._presence_lock:
                 if user_id in self._sockets:  # it may have gone while the lock was busy
-                    await self._presence_call(self._presence.heartbeat, user_id)
-            self._publish(PRESENCE, contacts, presence_frame(user_id, online=True))
+                    came_online = await self._presence_call(self._presence.node_heartbeat, user_id, default=True)
+            if came_online:
+                self._publish(PRESENCE, contacts, presence_frame(user_id, online=True))
         try:
             online = await asyncio.to_thread(self._presence.online_among, contacts)
         except redis.RedisError as error:
@@ -227,11 +265,12 @@ class Hub:
             connection.offer(encode(presence_frame(contact, online=True)))
 
     def disconnect(self, connection: Connection) -> None:
-        """Forget a connection; when it was the user's last one here, the user is offline (and contacts told).
+        """Forget a connection; when it was the user's last one here, this node lets go of the user in Redis, and
+        if no other node holds a socket of theirs, the user is offline and the contacts are told.
 
         Not a coroutine on purpose: it runs in the endpoint's ``finally``, often while the endpoint is being
         cancelled, where an ``await`` would be cancelled too and the registry would keep a dead connection. The
-        Redis write runs in a task of the hub's own.
+        Redis write (and the signal, which waits for its answer) runs in a task of the hub's own.
         """
         user_id = connection.user_id
         connections = self._sockets.get(user_id) if user_id is not None else None
@@ -245,8 +284,7 @@ class Hub:
             self._all_gone.set()
         chats = self._chats_of.pop(user_id, {})
         self._chats_loaded_at.pop(user_id, None)
-        self._publish(PRESENCE, set(chats.values()), presence_frame(user_id, online=False))
-        task = asyncio.get_running_loop().create_task(self._went_offline(user_id))
+        task = asyncio.get_running_loop().create_task(self._went_offline(user_id, set(chats.values())))
         self._background.add(task)  # a reference, or the task may be garbage-collected before it runs
         task.add_done_callback(self._background.discard)
 
@@ -345,17 +383,24 @@ class Hub:
         for user_id in list(self._sockets):
             async with self._presence_lock:
                 if user_id in self._sockets:
-                    await self._presence_call(self._presence.heartbeat, user_id)
+                    await self._presence_call(self._presence.node_heartbeat, user_id, default=False)
 
-    async def _went_offline(self, user_id: int) -> None:
-        """The offline write of a user whose last connection here closed; skipped if they came back meanwhile."""
+    async def _went_offline(self, user_id: int, contacts: set[int]) -> None:
+        """This node lets go of a user whose last connection here closed (skipped if they came back meanwhile).
+        The contacts are told "offline" only if no other node holds a socket of the user."""
         async with self._presence_lock:
-            if user_id not in self._sockets:
-                await self._presence_call(self._presence.disconnect, user_id)
+            if user_id in self._sockets:
+                return
+            # When Redis cannot say, the contacts are told: as before there were several nodes.
+            offline = await self._presence_call(self._presence.node_left, user_id, default=True)
+        if offline:
+            self._publish(PRESENCE, contacts, presence_frame(user_id, online=False))
 
-    async def _presence_call(self, call: Callable[[int], None], user_id: int) -> None:
-        """A presence write, off the loop (blocking Redis). A failure is logged: presence is not worth a crash."""
+    async def _presence_call(self, call: Callable[[int, str], T], user_id: int, *, default: T) -> T:
+        """A presence write for this node, off the loop (blocking Redis). A failure is logged and answered with
+        ``default``: presence is not worth a crash."""
         try:
-            await asyncio.to_thread(call, user_id)
+            return await asyncio.to_thread(call, user_id, self.node)
         except redis.RedisError as error:
             logger.warning("presence update for user {} failed: {}", user_id, error)
+            return default

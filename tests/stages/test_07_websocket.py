@@ -923,6 +923,16 @@ class FakePresence:
     def online_among(self, user_ids: Any) -> set[int]:
         return self.online & set(user_ids)
 
+    # What the hub calls, as one node among several: here every write is this one node's.
+    def node_heartbeat(self, user_id: int, node: str) -> bool:
+        came_online = user_id not in self.online
+        self.heartbeat(user_id)
+        return came_online
+
+    def node_left(self, user_id: int, node: str) -> bool:
+        self.disconnect(user_id)
+        return True
+
 
 class FakePublisher:
     def __init__(self) -> None:
