@@ -7,7 +7,7 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 # Bound the whole test step where GNU timeout exists (not on macOS); pytest-timeout bounds each test anyway.
 BOUNDED := $(if $(shell command -v timeout),timeout 2400,)
 
-.PHONY: start app-up app-down test install services-up services-down services-status doctor lint exercises schema schema-tools bench protos client client-if-possible client-test browser
+.PHONY: start app-up app-down test install services-up services-down services-status doctor lint exercises schema schema-tools bench protos client client-if-possible client-test browser haproxy
 
 # A second run is fast: the environment is rebuilt only when requirements.txt changes.
 install: $(VENV)/.installed
@@ -35,11 +35,16 @@ doctor: install
 # The app `make start` runs: reference_app by default; a learner runs their own with `make start APP_ROOT=exercises`.
 APP_ROOT ?= reference_app
 
+# How many gateway nodes: `make start GATEWAYS=2` runs two behind the load balancer HAProxy, which then listens on
+# the app's HTTP port (installed by `make haproxy` when missing). One (the default) needs no balancer.
+GATEWAYS ?= 1
+BALANCER := $(if $(filter 1,$(GATEWAYS)),,haproxy)
+
 # The app's six processes (gateway, auth, chat, content, relay, notifier) start first, each ready before the next
 # (python -m workbook app up; logs in .workbook/app/logs/). They are stopped again however JupyterLab ends
 # (Ctrl+C included): the trap is set only once they are up, so a failed start never stops an app that ran before.
-start: services-up client-if-possible
-	@$(PY) -m workbook app up --app-root $(APP_ROOT) || exit 1; \
+start: services-up client-if-possible $(BALANCER)
+	@$(PY) -m workbook app up --app-root $(APP_ROOT) --gateways $(GATEWAYS) || exit 1; \
 	trap '$(PY) -m workbook app down' EXIT; \
 	echo; \
 	echo "The app runs (addresses above; its logs: $(PY) -m workbook app logs -f)"; \
@@ -53,8 +58,8 @@ JUPYTER_SETTINGS := --ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/t
 	--LabApp.app_settings_dir="$(CURDIR)/workbook/jupyterlab"
 
 # The app alone, without JupyterLab: `make app-up`, then `make app-down`.
-app-up: services-up client-if-possible
-	$(PY) -m workbook app up --app-root $(APP_ROOT)
+app-up: services-up client-if-possible $(BALANCER)
+	$(PY) -m workbook app up --app-root $(APP_ROOT) --gateways $(GATEWAYS)
 
 app-down: install
 	$(PY) -m workbook app down
@@ -122,8 +127,23 @@ browser:
 		exit 1; \
 	fi
 
+# HAProxy, the load balancer in front of two or more gateway nodes (GATEWAYS=2, and tests/e2e/test_two_gateways.py):
+# Debian's package, installed here when missing, as root or with a sudo that asks no password (GitHub's runners).
+# Debian puts it in /usr/sbin, which is not on every user's PATH: both are looked at (as workbook/balancer.py does).
+haproxy:
+	@{ command -v haproxy || test -x /usr/sbin/haproxy; } >/dev/null && exit 0; \
+	if [ "$$(id -u)" = 0 ]; then sudo=; elif sudo -n true 2>/dev/null; then sudo="sudo -n"; else sudo=none; fi; \
+	if [ "$$sudo" != none ] && command -v apt-get >/dev/null; then \
+		echo "Installing HAProxy, the load balancer for two or more gateway nodes (apt-get install haproxy)"; \
+		$$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends haproxy; \
+	else \
+		echo "Two or more gateway nodes need HAProxy. Install it: sudo apt-get install haproxy (Debian/Ubuntu)," \
+			"or brew install haproxy (macOS)." >&2; \
+		exit 1; \
+	fi
+
 # Everything DESIGN.md lists under "How quality is checked" that exists so far. CI runs exactly this.
-test: install lint schema-tools client client-test browser
+test: install lint schema-tools client client-test browser haproxy
 	$(PY) -m workbook exercises check
 	$(PY) -m workbook services up
 	$(BOUNDED) $(VENV)/bin/pytest tests notebooks --nbmake --nbmake-timeout=180

@@ -57,6 +57,14 @@ def parser() -> argparse.ArgumentParser:
         ("content", "grpc.content_port"),
     ):
         app.add_argument(f"--{option}-port", type=int, help=f"listen here instead of the setting {default_from}")
+    app.add_argument(
+        "--gateways",
+        type=int,
+        default=1,
+        metavar="N",
+        help="up: run N gateway nodes behind the load balancer haproxy, which listens on the HTTP port (default: 1, "
+        "no balancer)",
+    )
     app.add_argument("-n", "--lines", type=int, default=40, help="logs: how many lines of each (default: %(default)s)")
     app.add_argument("-f", "--follow", action="store_true", help="logs: keep printing new lines until Ctrl+C")
     commands.add_parser("doctor", help="check Python, packages, services and ports; print a fix for each problem")
@@ -191,7 +199,9 @@ def _dispatch(arguments: argparse.Namespace) -> int:
 def _app(arguments: argparse.Namespace) -> bool:
     match arguments.action:
         case "up":
-            return messenger.command_up(arguments.app_root.resolve(), _ports(arguments))
+            if arguments.gateways < 1:
+                sys.exit(f"--gateways {arguments.gateways}: the app needs at least one gateway")
+            return messenger.command_up(arguments.app_root.resolve(), _ports(arguments), gateways=arguments.gateways)
         case "down":
             return messenger.command_down()
         case "status":

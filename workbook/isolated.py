@@ -8,7 +8,6 @@ ports. Redis has only databases 0-15, so each kind of run owns a number, written
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -23,9 +22,10 @@ from reference_app.config import Settings, load_settings
 from reference_app.events.__main__ import notifier_queue
 from reference_app.events.topology import delete_notifier_queue
 
+from .balancer import HaproxyMissing
 from .databases import throwaway_database
 from .messenger import MigrationFailed, Ports, up
-from .processes import PortTaken, ProcessFailed, ProcessRunner
+from .processes import PortTaken, ProcessFailed, ProcessRunner, free_port
 
 # The app itself uses database 0.
 REDIS_DB_NOTEBOOK_07 = 8
@@ -36,13 +36,6 @@ REDIS_DB_BROWSER = 12
 REDIS_DB_ATTACKS = 13
 REDIS_DB_BENCHMARK = 14
 REDIS_DB_FAULTS = 15
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now (the operating system picks it)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def with_redis_db(url: str, number: int) -> str:
@@ -86,17 +79,24 @@ class IsolatedApp:
 
 @contextmanager
 def isolated_app(
-    app_root: Path, *, run_id: str, redis_db: int, state_dir: Path, env: Mapping[str, str] | None = None
+    app_root: Path,
+    *,
+    run_id: str,
+    redis_db: int,
+    state_dir: Path,
+    env: Mapping[str, str] | None = None,
+    gateways: int = 1,
 ) -> Iterator[IsolatedApp]:
     """The app's six processes on free ports with data of their own; stopped and removed when the block ends.
 
     ``run_id`` names the database, the MongoDB database and the exchange; Redis database ``redis_db`` is emptied
     first (presence and rate-limit counters of an earlier run). ``env`` adds settings for every process.
+    ``gateways``: two or more run as nodes behind the load balancer, which listens on ``ports.http``.
     """
     base = load_settings()
     exchange = f"{run_id}.events"
     redis_url = with_redis_db(base.redis.url, redis_db)
-    ports = Ports(http=free_port(), auth=free_port(), chat=free_port(), content=free_port())
+    ports = Ports(http=free_port(), auth=free_port(), chat=free_port(), content=free_port()).with_nodes(gateways)
     with ExitStack() as cleanup:
         postgres_url = cleanup.enter_context(throwaway_database(base.postgres.url, run_id))
         redis.Redis.from_url(redis_url, socket_timeout=5).flushdb()
@@ -109,7 +109,7 @@ def isolated_app(
             "APP_RABBITMQ__EXCHANGE": exchange,
             "APP_REDIS__URL": redis_url,
         }
-        up(app_root, state_dir=state_dir, ports=ports, env={**(env or {}), **own}, runner=runner)
+        up(app_root, state_dir=state_dir, ports=ports, env={**(env or {}), **own}, runner=runner, gateways=gateways)
         settings = base.model_copy(
             update={
                 "postgres": base.postgres.model_copy(update={"url": postgres_url}),
@@ -127,7 +127,13 @@ class AppDidNotStart(Exception):
 
 @contextmanager
 def isolated_app_or_reason(
-    app_root: Path, *, run_id: str, redis_db: int, state_dir: Path, env: Mapping[str, str] | None = None
+    app_root: Path,
+    *,
+    run_id: str,
+    redis_db: int,
+    state_dir: Path,
+    env: Mapping[str, str] | None = None,
+    gateways: int = 1,
 ) -> Iterator[IsolatedApp]:
     """:func:`isolated_app`, with every reason it could not start turned into one AppDidNotStart sentence.
 
@@ -137,9 +143,11 @@ def isolated_app_or_reason(
     with ExitStack() as stack:
         try:
             app = stack.enter_context(
-                isolated_app(app_root, run_id=run_id, redis_db=redis_db, state_dir=state_dir, env=env)
+                isolated_app(
+                    app_root, run_id=run_id, redis_db=redis_db, state_dir=state_dir, env=env, gateways=gateways
+                )
             )
-        except (ProcessFailed, PortTaken, MigrationFailed) as error:
+        except (ProcessFailed, PortTaken, MigrationFailed, HaproxyMissing) as error:
             raise AppDidNotStart(f"the app did not start: {error}") from error
         except Exception as error:
             raise AppDidNotStart(f"{error}. Fix: start the services with `python -m workbook services up`") from error

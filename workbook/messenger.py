@@ -14,6 +14,12 @@ notifier ``events notifier``                       stays up (it has no port)
 The migrations of the database run first. Any application root runs this way: reference_app/ (the default)
 or a learner's exercises/ (``--app-root exercises``), mounted as the package ``app`` by workbook.launch.
 
+**Two or more gateway nodes** (``--gateways N``). The processes are then ``gateway-1`` … ``gateway-N``, each on
+a free port of its own, and one more, ``haproxy`` (workbook/balancer.py), started after them: the load balancer
+listens on ``settings.http.port``, the address users open, and spreads the clients over the nodes. Its
+configuration is written into the state directory (``haproxy.cfg``). With one gateway (the default) there is no
+balancer: the gateway listens on ``settings.http.port`` itself.
+
 **One key pair for all of them.** Tokens are signed by auth and verified by the others, so every process must
 know the same key. Unless the settings give a signing key already, an Ed25519 pair is made once and kept in
 the state directory (the private key readable by its owner only, 0600). Only auth receives the private key;
@@ -28,8 +34,8 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -38,8 +44,9 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from reference_app.auth.tokens import load_signing_key, private_key_pem, public_key_pem
 from reference_app.config import Settings, env_var_name, load_settings
 
+from .balancer import HEALTH_PATH, HaproxyMissing, Node, haproxy_binary, haproxy_command, haproxy_config
 from .paths import REPO_ROOT, STATE_DIR
-from .processes import PortTaken, ProcessFailed, ProcessRunner, ProcessSpec, Readiness, log_tail
+from .processes import PortTaken, ProcessFailed, ProcessRunner, ProcessSpec, Readiness, free_port, log_tail
 
 APP_STATE_DIR = STATE_DIR / "app"
 PROCESS_NAMES = ("auth", "chat", "content", "gateway", "relay", "notifier")
@@ -48,21 +55,49 @@ PUBLIC_KEY_FILE = "jwt_public_key.pem"
 MIGRATION_TIMEOUT_SECONDS = 120
 SIGNING_KEY_VARIABLE = env_var_name("jwt", "signing_key")
 PUBLIC_KEY_VARIABLE = env_var_name("jwt", "public_key")
+BALANCER = "haproxy"
+BALANCER_CONFIG_FILE = "haproxy.cfg"
+NODE_VARIABLE = "MESSENGER_GATEWAY_NODE"  # read by reference_app/gateway/__main__.py
+
+
+def gateway_names(count: int) -> list[str]:
+    """The gateway processes' names: ``gateway`` alone, or ``gateway-1`` … ``gateway-N`` behind the balancer."""
+    if count < 1:
+        raise ValueError(f"the app needs at least one gateway; got {count}")
+    return ["gateway"] if count == 1 else [f"gateway-{number}" for number in range(1, count + 1)]
+
+
+def process_names(gateways: int = 1) -> list[str]:
+    """Every process of the app, in start order."""
+    balancer = [BALANCER] if gateways > 1 else []
+    return ["auth", "chat", "content", *gateway_names(gateways), *balancer, "relay", "notifier"]
 
 
 @dataclass(frozen=True)
 class Ports:
-    """Where the app listens. Defaults come from the settings; tests pass free ports of their own."""
+    """Where the app listens. Defaults come from the settings; tests pass free ports of their own.
+
+    ``nodes``: with two or more gateway nodes, each node's own port; the balancer listens on ``http`` then.
+    """
 
     http: int
     auth: int
     chat: int
     content: int
+    nodes: tuple[int, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Ports:
         grpc = settings.grpc
         return cls(settings.http.port, grpc.auth_port, grpc.chat_port, grpc.content_port)
+
+    def with_nodes(self, count: int) -> Ports:
+        """These ports with ``count`` gateway nodes: none for one gateway, else a free port for each node."""
+        if count <= 1:
+            return replace(self, nodes=())
+        if len(self.nodes) == count:
+            return self
+        return replace(self, nodes=tuple(free_port() for _ in range(count)))
 
     def environment(self) -> dict[str, str]:
         """The variables that give these ports to every process (each needs all of them: the gateway calls the rest)."""
@@ -111,18 +146,50 @@ def launch(app_root: Path, module: str, *arguments: str) -> list[str]:
 
 
 def app_processes(
-    app_root: Path, ports: Ports, keys: KeyPair, settings: Settings, *, env: Mapping[str, str] | None = None
+    app_root: Path,
+    ports: Ports,
+    keys: KeyPair,
+    settings: Settings,
+    *,
+    env: Mapping[str, str] | None = None,
+    balancer_config: Path | None = None,
 ) -> list[ProcessSpec]:
-    """The six processes of the app, in start order."""
+    """The six processes of the app, in start order; with ``ports.nodes``, a gateway per node and the balancer
+    (which runs with the configuration file ``balancer_config``)."""
     common = {**(env or {}), **ports.environment(), PUBLIC_KEY_VARIABLE: keys.public_pem}
     grpc_host, http_host = _reachable(settings.grpc.bind_host), _reachable(settings.http.host)
 
-    def verifier(name: str, module: str, readiness: Readiness, *arguments: str) -> ProcessSpec:
+    def verifier(
+        name: str, module: str, readiness: Readiness, *arguments: str, extra: Mapping[str, str] | None = None
+    ) -> ProcessSpec:
         """A process that only verifies tokens: the public key, and never the private one."""
         command = launch(app_root, module, *arguments)
         # Set to empty, not only left out: the environment beats .env, so a key kept in .env stays out too.
-        env = {**common, SIGNING_KEY_VARIABLE: ""}
+        env = {**common, SIGNING_KEY_VARIABLE: "", **(extra or {})}
         return ProcessSpec(name, command, readiness, env=env, cwd=REPO_ROOT)
+
+    def gateways() -> list[ProcessSpec]:
+        if not ports.nodes:
+            return [verifier("gateway", "gateway", Readiness("http", http_host, ports.http, "/openapi.json"))]
+        if balancer_config is None:
+            raise ValueError("two or more gateway nodes need the balancer's configuration file")
+        nodes = [
+            verifier(
+                name,
+                "gateway",
+                Readiness("http", http_host, port, "/openapi.json"),
+                extra={env_var_name("http", "port"): str(port), NODE_VARIABLE: name},
+            )
+            for name, port in zip(gateway_names(len(ports.nodes)), ports.nodes, strict=True)
+        ]
+        # Ready when a request through it reaches a node: both the balancer and a node answer then.
+        balancer = ProcessSpec(
+            BALANCER,
+            haproxy_command(balancer_config),
+            Readiness("http", http_host, ports.http, HEALTH_PATH),
+            cwd=balancer_config.parent,
+        )
+        return [*nodes, balancer]
 
     signer = {**common, SIGNING_KEY_VARIABLE: keys.private_pem}
     return [
@@ -135,10 +202,15 @@ def app_processes(
         ),
         verifier("chat", "chat.grpc_server", Readiness("grpc", grpc_host, ports.chat)),
         verifier("content", "content.grpc_server", Readiness("grpc", grpc_host, ports.content)),
-        verifier("gateway", "gateway", Readiness("http", http_host, ports.http, "/openapi.json")),
+        *gateways(),
         verifier("relay", "events", Readiness("alive"), "relay"),
         verifier("notifier", "events", Readiness("alive"), "notifier"),
     ]
+
+
+def balancer_nodes(ports: Ports, host: str) -> list[Node]:
+    """The gateway nodes as the balancer reaches them."""
+    return [Node(name, host, port) for name, port in zip(gateway_names(len(ports.nodes)), ports.nodes, strict=True)]
 
 
 def _reachable(host: str) -> str:
@@ -174,18 +246,36 @@ def up(
     env: Mapping[str, str] | None = None,
     runner: ProcessRunner | None = None,
     say: Callable[[str], object] = lambda line: None,
+    gateways: int = 1,
 ) -> ProcessRunner:
-    """Migrate, then start the six processes, each ready before the next. Raises ProcessFailed, PortTaken…
+    """Migrate, then start the six processes, each ready before the next. Raises ProcessFailed, PortTaken,
+    HaproxyMissing…
 
     ``env`` adds settings for every process (tests give their own database, exchange and Redis this way);
-    it is also in force while the settings are read here.
+    it is also in force while the settings are read here. ``gateways``: how many gateway nodes; two or more
+    run behind the balancer (free ports for the nodes unless ``ports.nodes`` names them).
     """
     settings = _settings_with(env or {})
-    ports = ports or Ports.from_settings(settings)
+    ports = (ports or Ports.from_settings(settings)).with_nodes(gateways)
+    config = None
+    if ports.nodes:
+        config = write_balancer_config(state_dir, ports, settings)
+        haproxy_binary()  # HaproxyMissing now, before the migrations and the other processes
     runner = runner or ProcessRunner(state_dir)
     say(f"  ✓ migrations: {migrate(app_root, env)}")
-    runner.start(app_processes(app_root, ports, key_pair(state_dir, settings), settings, env=env))
+    runner.start(
+        app_processes(app_root, ports, key_pair(state_dir, settings), settings, env=env, balancer_config=config)
+    )
     return runner
+
+
+def write_balancer_config(state_dir: Path, ports: Ports, settings: Settings) -> Path:
+    """The balancer's configuration for these ports, written into the state directory (anew at every start)."""
+    host = _reachable(settings.http.host)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    config = state_dir / BALANCER_CONFIG_FILE
+    config.write_text(haproxy_config(settings.http.host, ports.http, balancer_nodes(ports, host)))
+    return config
 
 
 def _settings_with(env: Mapping[str, str]) -> Settings:
@@ -205,17 +295,22 @@ def _settings_with(env: Mapping[str, str]) -> Settings:
 # The command line: python -m workbook app … -----------------------------------------------------------------
 
 
-def command_up(app_root: Path, ports: Ports | None, state_dir: Path = APP_STATE_DIR) -> bool:
+def command_up(app_root: Path, ports: Ports | None, state_dir: Path = APP_STATE_DIR, *, gateways: int = 1) -> bool:
     """Start the app and print where it listens; on failure print why (with the log's last lines)."""
     print(f"starting the app from {app_root} (logs in {state_dir / 'logs'})")
     try:
-        runner = up(app_root, state_dir=state_dir, ports=ports, say=print)
-    except (ProcessFailed, PortTaken, MigrationFailed) as error:
+        runner = up(app_root, state_dir=state_dir, ports=ports, say=print, gateways=gateways)
+    except (ProcessFailed, PortTaken, MigrationFailed, HaproxyMissing) as error:
         print(f"  ✗ {error}")
         if isinstance(error, PortTaken):
             print("      fix: python -m workbook app status / down; or choose other ports (--http-port …)")
         return False
     _print_status(runner)
+    if gateways > 1:
+        print(
+            f"  the balancer ({BALANCER}) spreads the clients over {gateways} gateway nodes; "
+            f"its configuration: {state_dir / BALANCER_CONFIG_FILE}"
+        )
     return True
 
 
@@ -254,7 +349,7 @@ def _print_status(runner: ProcessRunner) -> bool:
 def command_logs(names: list[str], lines: int, follow: bool, state_dir: Path = APP_STATE_DIR) -> bool:
     """Print the end of each log, every line prefixed with its process name; with ``follow``, keep printing."""
     runner = ProcessRunner(state_dir)
-    logs = {name: runner.log_path(name) for name in (names or PROCESS_NAMES) if runner.log_path(name).exists()}
+    logs = {name: runner.log_path(name) for name in (names or known_names(runner)) if runner.log_path(name).exists()}
     if not logs:
         print(f"no logs in {runner.log_dir}")
         return False
@@ -266,6 +361,21 @@ def command_logs(names: list[str], lines: int, follow: bool, state_dir: Path = A
         with contextlib.suppress(KeyboardInterrupt):  # Ctrl+C is how one stops following
             follow_logs(logs, width)
     return True
+
+
+def known_names(runner: ProcessRunner) -> Sequence[str]:
+    """The processes whose logs ``logs`` shows by default: those running now, else every one that left a log."""
+    recorded = [record.name for record in runner.records()]
+    if recorded:
+        return recorded
+    return sorted((log.stem for log in runner.log_dir.glob("*.log")), key=_start_order)
+
+
+def _start_order(name: str) -> tuple[int, int, str]:
+    """Sorts process names in start order (gateway-2 before gateway-10)."""
+    kinds = process_names(gateways=2)
+    kind = "gateway-1" if name.startswith("gateway") else name
+    return (kinds.index(kind) if kind in kinds else len(kinds), len(name), name)
 
 
 def follow_logs(logs: Mapping[str, Path], width: int) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import shlex
 import signal
 import socket
@@ -160,6 +161,38 @@ def _kernel_start_time(pid: int) -> str | None:
     """Field 22 of /proc/<pid>/stat: the start time in clock ticks since boot. None where there is no /proc."""
     fields = _stat_fields(pid)
     return None if fields is None else fields[19]
+
+
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+LOWEST_PORT = 10000
+_handed_out: set[int] = set()
+
+
+def free_port() -> int:
+    """A TCP port nobody uses right now, and below the range of ephemeral ports where there is one (Linux).
+
+    Not the one the operating system picks for port 0: that comes from the ephemeral range, which is also where
+    every outgoing connection takes its local port. A process started earlier (connecting to PostgreSQL, say)
+    may take it as its source port before the server meant to listen there starts, which then cannot bind.
+    """
+    try:
+        lowest_ephemeral = int(EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        lowest_ephemeral = 0  # no such file (macOS): let the system pick
+    for _ in range(100 if lowest_ephemeral > LOWEST_PORT + 1000 else 0):
+        port = random.randrange(LOWEST_PORT, lowest_ephemeral)
+        if port in _handed_out:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def _port_in_use(host: str, port: int) -> bool:

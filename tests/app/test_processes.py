@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import stat
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -20,8 +21,10 @@ import pytest
 from reference_app.auth.tokens import load_public_key_pem, private_key_pem
 from reference_app.config import Settings, load_settings
 from reference_app.config.settings import JwtSettings
+from workbook.balancer import HaproxyMissing, Node, haproxy_binary, haproxy_config
 from workbook.isolated import free_port
 from workbook.messenger import (
+    NODE_VARIABLE,
     PUBLIC_KEY_VARIABLE,
     SIGNING_KEY_VARIABLE,
     KeyPair,
@@ -29,6 +32,7 @@ from workbook.messenger import (
     app_processes,
     command_status,
     key_pair,
+    write_balancer_config,
 )
 from workbook.processes import PortTaken, ProcessFailed, ProcessRunner, ProcessSpec, Readiness
 
@@ -201,6 +205,52 @@ def test_only_auth_receives_the_private_key_and_every_process_the_ports(tmp_path
             )
     assert specs["gateway"].readiness == Readiness("http", "127.0.0.1", 18000, "/openapi.json")
     assert specs["chat"].readiness == Readiness("grpc", "127.0.0.1", 18052)
+
+
+def test_two_gateway_nodes_get_ports_and_names_of_their_own_and_the_balancer_the_http_port(tmp_path: Path) -> None:
+    keys = KeyPair(private_pem="PRIVATE", public_pem="PUBLIC")
+    ports = Ports(http=18000, auth=18051, chat=18052, content=18053, nodes=(18001, 18002))
+    settings = load_settings()
+    config = write_balancer_config(tmp_path, ports, settings)
+
+    specs = {spec.name: spec for spec in app_processes(tmp_path, ports, keys, settings, balancer_config=config)}
+
+    assert list(specs) == ["auth", "chat", "content", "gateway-1", "gateway-2", "haproxy", "relay", "notifier"]
+    for name, port in (("gateway-1", "18001"), ("gateway-2", "18002")):
+        assert specs[name].env["APP_HTTP__PORT"] == port, f"{name} listens on its own port"
+        assert specs[name].env[NODE_VARIABLE] == name, f"{name} should know its name (X-Gateway-Node)"
+        assert specs[name].env.get(SIGNING_KEY_VARIABLE) == "", f"{name} must not receive the private key"
+        assert specs[name].readiness == Readiness("http", "127.0.0.1", int(port), "/openapi.json")
+    balancer = specs["haproxy"]
+    assert balancer.readiness == Readiness("http", "127.0.0.1", 18000, "/healthz"), "ready once it reaches a node"
+    assert balancer.command[1:] == ["-db", "-f", str(config)], "haproxy runs in the foreground, for the runner"
+    assert not any("KEY" in name for name in balancer.env), "the balancer gets no key at all"
+    assert specs["relay"].env["APP_HTTP__PORT"] == "18000"
+    text = config.read_text()
+    assert "bind 127.0.0.1:18000" in text
+    assert "server gateway-1 127.0.0.1:18001" in text and "server gateway-2 127.0.0.1:18002" in text
+    for line in ("timeout tunnel 1h", "http-check send meth GET uri /healthz", "balance leastconn"):
+        assert line in text, f"the balancer's configuration should say {line!r}"
+
+
+@pytest.mark.parametrize("resolver", [None, "127.0.0.11:53"])
+def test_haproxy_accepts_the_configuration(tmp_path: Path, resolver: str | None) -> None:
+    try:
+        haproxy = haproxy_binary()
+    except HaproxyMissing as error:
+        pytest.fail(str(error))
+    config = tmp_path / "haproxy.cfg"
+    nodes = [Node("gateway-1", "127.0.0.1", 18001), Node("gateway-2", "127.0.0.1", 18002)]
+    config.write_text(haproxy_config("127.0.0.1", 18000, nodes, resolver=resolver))
+
+    checked = subprocess.run([haproxy, "-c", "-f", str(config)], capture_output=True, text=True, timeout=30)
+
+    assert checked.returncode == 0, f"haproxy -c refuses the configuration:\n{checked.stdout}{checked.stderr}"
+    assert "WARNING" not in checked.stdout + checked.stderr, checked.stdout + checked.stderr
+    broken = config.read_text().replace("timeout tunnel 1h", "timeout tunnel one hour")
+    config.write_text(broken)
+    refused = subprocess.run([haproxy, "-c", "-f", str(config)], capture_output=True, text=True, timeout=30)
+    assert refused.returncode != 0, "haproxy -c should refuse a broken configuration (or this test checks nothing)"
 
 
 def test_a_signing_key_in_the_settings_is_used_instead_of_a_new_one(
