@@ -380,11 +380,13 @@ def test_servers_listen_on_every_interface_and_clients_connect_by_service_name(
             host = urlsplit(getattr(settings, backing).url).hostname
             assert host == backing, f"{name} should reach {backing} at the host {backing!r}, not {host!r}"
     for name in ("auth", "chat", "content"):
-        assert settings_of(services[name]["environment"], monkeypatch, tmp_path).grpc.host == "0.0.0.0"
+        assert settings_of(services[name]["environment"], monkeypatch, tmp_path).grpc.bind_host == "0.0.0.0"
     gateway = settings_of(services["gateway"]["environment"], monkeypatch, tmp_path)
     assert gateway.http.host == "0.0.0.0", "the gateway must listen on every interface to be published"
-    # One gRPC host for three ports: the host is auth's alias, and chat and content share auth's network.
-    assert gateway.grpc.host in services["auth"]["networks"]["default"]["aliases"]
+    # One gRPC address for three ports: auth's alias, and chat and content share auth's network.
+    aliases = services["auth"]["networks"]["default"]["aliases"]
+    for host in (gateway.grpc.auth_host, gateway.grpc.chat_host, gateway.grpc.content_host):
+        assert host in aliases, f"the gateway looks for a gRPC service at {host!r}, which is not auth's alias"
     for name in ("chat", "content"):
         assert services[name]["network_mode"] == "service:auth", f"{name} must be reachable at the gRPC host"
 
