@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 # The messenger in one image: the migrations and all six processes of the app (auth, chat, content, gateway,
-# relay, notifier). The container's command chooses which one runs, with the entry point `python -m workbook
-# app up` uses for each: python -m workbook.launch ROOT MODULE [ARGS...], e.g.
+# relay, notifier), and haproxy, the load balancer in front of several gateway nodes. The container's command
+# chooses which one runs, with the entry point `python -m workbook app up` uses for each:
+# python -m workbook.launch ROOT MODULE [ARGS...], e.g.
 #
 #   python -m workbook.launch reference_app db                  the migrations (then it exits)
 #   python -m workbook.launch reference_app auth.grpc_server    also chat.grpc_server, content.grpc_server
@@ -29,6 +30,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
+
+# HAProxy from Debian, for the load balancer in front of the gateway nodes (docker-compose.yml's haproxy service runs
+# this image with the configuration workbook/balancer.py prints, as `python -m workbook app up --gateways 2` does).
+# Its version is the one of the base image's Debian release, as on a machine that runs `apt-get install haproxy`.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends haproxy \
+    && rm -rf /var/lib/apt/lists/*
 
 # Only the application's packages (the "# The application" section of requirements.txt), at the versions of
 # constraints.txt: the course's tools (JupyterLab, the checks) have no place in the app's image.

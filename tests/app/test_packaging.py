@@ -48,7 +48,8 @@ from packaging.utils import canonicalize_name
 
 from reference_app.auth.tokens import load_signing_key, public_key_pem
 from reference_app.config import ConfigError, Settings, env_var_name, load_settings
-from workbook.messenger import KeyPair, Ports, app_processes
+from workbook.balancer import haproxy_binary
+from workbook.messenger import BALANCER, KeyPair, Ports, app_processes, gateway_names
 from workbook.paths import REFERENCE_ROOT, REPO_ROOT
 from workbook.services import SERVICES
 
@@ -65,6 +66,7 @@ BACKING_SERVICES = {service.name for service in SERVICES}  # what `python -m wor
 LAUNCH = ["python", "-m", "workbook.launch"]
 SIGNING_KEY, PUBLIC_KEY = env_var_name("jwt", "signing_key"), env_var_name("jwt", "public_key")
 PROBE = re.compile(r"Readiness\('(?P<kind>\w+)', '127\.0\.0\.1', (?P<port>\d+)(?:, '(?P<path>[^']*)')?\)")
+GATEWAYS = gateway_names(2)  # compose runs two gateway nodes behind the balancer, as `app up --gateways 2`
 
 
 # Helpers ------------------------------------------------------------------------------------------------------
@@ -199,7 +201,7 @@ def test_the_compose_file_follows_the_compose_specification(compose_validator: j
 
 def test_the_schema_check_catches_a_misspelt_key(compose_validator: jsonschema.protocols.Validator) -> None:
     document = compose_file()
-    document["services"]["gateway"]["healthchek"] = document["services"]["gateway"].pop("healthcheck")
+    document["services"]["gateway-1"]["healthchek"] = document["services"]["gateway-1"].pop("healthcheck")
     assert any("healthchek" in error for error in schema_errors(compose_validator, document))
 
 
@@ -212,7 +214,7 @@ def test_docker_compose_reads_the_file_with_and_without_the_app(tmp_path: Path) 
 def test_docker_compose_refuses_a_broken_file(tmp_path: Path) -> None:
     """The check above can fail: a dependency on a service that does not exist is refused."""
     document = compose_file()
-    document["services"]["gateway"]["depends_on"]["chatt"] = {"condition": "service_healthy"}
+    document["services"]["gateway-1"]["depends_on"]["chatt"] = {"condition": "service_healthy"}
     project = project_copy(tmp_path, yaml.safe_dump(document))
     result = subprocess.run(
         [str(docker_compose()), "--profile", APP_PROFILE, "config", "--quiet"],
@@ -249,9 +251,14 @@ def test_the_backing_services_are_in_no_profile_and_the_app_in_its_own() -> None
 def test_the_app_services_are_the_processes_of_python_m_workbook_app_up(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """Same processes, same entry points, same probes as the runner (workbook/messenger.py)."""
+    """Same processes, same entry points, same probes as the runner (workbook/messenger.py) with two gateways."""
     settings = settings_of({}, monkeypatch, tmp_path)
-    specs = app_processes(REFERENCE_ROOT, Ports.from_settings(settings), KeyPair("private", "public"), settings)
+    # Each node listens on the HTTP port in its own container, as the balancer does in its own.
+    ports = Ports.from_settings(settings)
+    ports = Ports(ports.http, ports.auth, ports.chat, ports.content, nodes=(ports.http, ports.http))
+    specs = app_processes(
+        REFERENCE_ROOT, ports, KeyPair("private", "public"), settings, balancer_config=tmp_path / "haproxy.cfg"
+    )
     services = app_services(compose_file())
     assert set(services) == {spec.name for spec in specs} | {ONE_SHOT}
     root = "${MESSENGER_APP_ROOT:-reference_app}"
@@ -260,8 +267,14 @@ def test_the_app_services_are_the_processes_of_python_m_workbook_app_up(
     )
     for spec in specs:
         service = services[spec.name]
-        # The runner's command is [python, -m, workbook.launch, ROOT, MODULE, ARGS...]
-        assert service["command"] == [*LAUNCH, root, *spec.command[4:]], f"{spec.name} runs another module"
+        if spec.name == BALANCER:
+            # sh -c "python -m workbook.balancer … > FILE && exec haproxy -db -f FILE": the runner's haproxy command.
+            script = service["command"][2]
+            assert service["command"][:2] == ["sh", "-c"], service["command"]
+            assert "exec haproxy " + " ".join(spec.command[1:-1]) + " /tmp/haproxy.cfg" in script, script
+        else:
+            # The runner's command is [python, -m, workbook.launch, ROOT, MODULE, ARGS...]
+            assert service["command"] == [*LAUNCH, root, *spec.command[4:]], f"{spec.name} runs another module"
         code = probe_code(service)
         compile(code, f"<{spec.name} healthcheck>", "exec")
         if spec.readiness.kind == "alive":
@@ -316,9 +329,37 @@ def test_what_uses_the_database_waits_for_the_migrations() -> None:
 
 
 def test_the_gateway_waits_for_the_services_it_calls() -> None:
-    gateway = dependencies(app_services(compose_file())["gateway"])
-    for name in ("auth", "chat", "content", "redis"):
-        assert gateway.get(name) == "service_healthy", f"the gateway should wait for {name} to be healthy"
+    for node in GATEWAYS:
+        gateway = dependencies(app_services(compose_file())[node])
+        for name in ("auth", "chat", "content", "redis"):
+            assert gateway.get(name) == "service_healthy", f"{node} should wait for {name} to be healthy"
+
+
+def test_the_balancer_waits_for_the_gateway_nodes_and_alone_is_published() -> None:
+    services = app_services(compose_file())
+    assert dependencies(services[BALANCER]) == dict.fromkeys(GATEWAYS, "service_healthy")
+    published = {name: service["ports"] for name, service in services.items() if service.get("ports")}
+    assert published == {BALANCER: ["127.0.0.1:8000:8000"]}, "clients reach the nodes through the balancer only"
+
+
+def test_the_balancer_runs_the_runners_configuration_for_the_gateway_services(tmp_path: Path) -> None:
+    """The haproxy service prints its configuration with workbook/balancer.py, as the runner writes it."""
+    services = compose_file()["services"]
+    script = services[BALANCER]["command"][2]
+    printing = shlex.split(script.split(">")[0])
+    assert printing[:3] == ["python", "-m", "workbook.balancer"], script
+    printed = subprocess.run(
+        [sys.executable, *printing[1:]], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    for name in GATEWAYS:
+        assert services[name]["environment"]["MESSENGER_GATEWAY_NODE"] == name, f"{name} should know its name"
+        assert f"server {name} {name}:8000 " in printed, f"the balancer should send clients to {name}"
+    assert "bind 0.0.0.0:8000" in printed and "timeout tunnel 1h" in printed
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(printed)
+    checked = subprocess.run([haproxy_binary(), "-c", "-f", str(config)], capture_output=True, text=True, timeout=30)
+    # (Warnings are expected here: gateway-1 and gateway-2 are names only Docker's DNS server knows.)
+    assert checked.returncode == 0, f"haproxy -c refuses the configuration:\n{checked.stdout}{checked.stderr}"
 
 
 # One image -------------------------------------------------------------------------------------------------------
@@ -381,12 +422,13 @@ def test_servers_listen_on_every_interface_and_clients_connect_by_service_name(
             assert host == backing, f"{name} should reach {backing} at the host {backing!r}, not {host!r}"
     for name in ("auth", "chat", "content"):
         assert settings_of(services[name]["environment"], monkeypatch, tmp_path).grpc.bind_host == "0.0.0.0"
-    gateway = settings_of(services["gateway"]["environment"], monkeypatch, tmp_path)
-    assert gateway.http.host == "0.0.0.0", "the gateway must listen on every interface to be published"
-    # One gRPC address for three ports: auth's alias, and chat and content share auth's network.
-    aliases = services["auth"]["networks"]["default"]["aliases"]
-    for host in (gateway.grpc.auth_host, gateway.grpc.chat_host, gateway.grpc.content_host):
-        assert host in aliases, f"the gateway looks for a gRPC service at {host!r}, which is not auth's alias"
+    for node in GATEWAYS:
+        gateway = settings_of(services[node]["environment"], monkeypatch, tmp_path)
+        assert gateway.http.host == "0.0.0.0", f"{node} must listen on every interface for the balancer to reach it"
+        # One gRPC address for three ports: auth's alias, and chat and content share auth's network.
+        aliases = services["auth"]["networks"]["default"]["aliases"]
+        for host in (gateway.grpc.auth_host, gateway.grpc.chat_host, gateway.grpc.content_host):
+            assert host in aliases, f"{node} looks for a gRPC service at {host!r}, which is not auth's alias"
     for name in ("chat", "content"):
         assert services[name]["network_mode"] == "service:auth", f"{name} must be reachable at the gRPC host"
 
@@ -394,6 +436,8 @@ def test_servers_listen_on_every_interface_and_clients_connect_by_service_name(
 def test_messenger_app_root_chooses_the_application_root(tmp_path: Path) -> None:
     config = interpolated(tmp_path, None, {"MESSENGER_APP_ROOT": "exercises"})
     for name in app_services(compose_file()):
+        if name == BALANCER:
+            continue  # haproxy: no application root
         command = config["services"][name]["command"]
         assert command[:4] == [*LAUNCH, "exercises"], f"{name} runs {command}"
         module = REPO_ROOT / "exercises" / command[4].replace(".", "/")
@@ -419,7 +463,7 @@ def run_probe(code: str, port: int | None = None) -> subprocess.CompletedProcess
 def openapi_server() -> Iterator[int]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            self.send_response(200 if self.path == "/openapi.json" else 404)
+            self.send_response(200 if self.path in ("/openapi.json", "/healthz") else 404)
             self.end_headers()
 
         def log_message(self, *arguments: object) -> None:
@@ -445,8 +489,9 @@ def grpc_health_server() -> Iterator[int]:
     server.stop(grace=None)
 
 
-def test_the_gateway_probe_answers_yes_and_no(openapi_server: int) -> None:
-    code = probe_code(app_services(compose_file())["gateway"])
+@pytest.mark.parametrize("name", [*GATEWAYS, BALANCER])
+def test_the_http_probes_answer_yes_and_no(name: str, openapi_server: int) -> None:
+    code = probe_code(app_services(compose_file())[name])
     serving, closed = run_probe(code, openapi_server), run_probe(code, free_port())
     assert serving.returncode == 0, f"the probe fails against a serving gateway: {serving.stderr}"
     assert closed.returncode == 1 and not closed.stderr, f"the probe should say 1, quietly: {closed.stderr}"
@@ -512,7 +557,7 @@ def test_the_image_runs_as_a_user_has_a_probe_and_runs_the_gateway() -> None:
     healthchecks = instruction(stage, "HEALTHCHECK")
     assert len(healthchecks) == 1
     probe = json.loads(healthchecks[0].split(" CMD ", 1)[1])
-    gateway = app_services(compose_file())["gateway"]
+    gateway = app_services(compose_file())[GATEWAYS[0]]
     assert probe == gateway["healthcheck"]["test"][1:], "the image's probe should be the gateway's, as in compose"
 
 
@@ -559,7 +604,7 @@ def third_party_imports() -> set[str]:
     """The top-level modules the image's code imports, less the standard library and the course's own packages."""
     sources = [
         *REFERENCE_ROOT.rglob("*.py"),
-        *(REPO_ROOT / "workbook" / name for name in ("launch.py", "approot.py", "processes.py")),
+        *(REPO_ROOT / "workbook" / name for name in ("launch.py", "approot.py", "processes.py", "balancer.py")),
     ]
     modules: set[str] = set()
     for source in sources:
