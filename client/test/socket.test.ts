@@ -302,6 +302,21 @@ describe("MessengerSocket", () => {
     expect(socket.ofType("send")[1]).toMatchObject({ client_message_id: "cmid-1" });
   });
 
+  it("reconnects after a gateway node goes away (1001), with the same token, and syncs", async () => {
+    // A node that is shutting down closes every socket with 1001; the next connection, through the load
+    // balancer, reaches another node.
+    client.start();
+    let socket = await connect();
+    client.watch(7, [message(1), message(2)]);
+    socket.serverCloses(1001, "the gateway is shutting down; reconnect");
+    expect(client.status).toBe("offline");
+    expect(timers.runUpTo(60_000)).toEqual([500]); // the first backoff, not the longer one of a policy close
+    socket = await connect(); // connect() checks that the auth frame carries token-1 again
+    expect(sockets).toHaveLength(2);
+    expect(client.status).toBe("online");
+    expect(socket.ofType("sync")).toMatchObject([{ chat_id: 7, after_seq: 2 }]);
+  });
+
   it("backs off exponentially between failed attempts, and refreshes the token after a 4401", async () => {
     let fresh: boolean[] = [];
     client = new MessengerSocket({

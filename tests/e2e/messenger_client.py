@@ -4,6 +4,9 @@ The WebSocket side follows docs/websocket_protocol.md as a real client would: au
 frame, match answers to commands by ``ref``, keep every message of one chat by seq (a push it already has is a
 duplicate, counted and dropped), and ``sync`` from the highest seq it holds without a gap whenever a pushed seq
 jumps ahead, after a reconnect, or when asked.
+
+With ``auto_reconnect``, a socket the server closes (1001 from a gateway node that is shutting down, or any other
+code) is opened again with backoff, as the web client does, and the chat is synced; every close code is kept.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import contextlib
 import itertools
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +28,9 @@ from reference_app.config import Settings
 from workbook.processes import ProcessRunner
 
 ANSWER_SECONDS = 30.0  # a fail-safe, not a measurement: a missing answer fails the test instead of hanging it
+RECONNECT_FIRST_DELAY = 0.1  # then doubled after each failed attempt, up to RECONNECT_MAX_DELAY
+RECONNECT_MAX_DELAY = 2.0
+NODE_HEADER = "X-Gateway-Node"  # which gateway node answered (set when the app runs several behind a balancer)
 PASSWORD = "correct horse battery staple"
 
 
@@ -82,6 +89,9 @@ class ChatClient:
     last_pushed_seq: int = 0  # the seq of the latest push (new or duplicate)
     connections: int = 0
     other_frames: list[dict[str, Any]] = field(default_factory=list)
+    auto_reconnect: bool = False  # open the socket again (with backoff) whenever the server closes it
+    nodes: list[str | None] = field(default_factory=list)  # each connection's gateway node (X-Gateway-Node)
+    close_codes: list[int | None] = field(default_factory=list)  # how each connection ended (None: no close frame)
 
     def __post_init__(self) -> None:
         self._socket: ClientConnection | None = None
@@ -90,28 +100,72 @@ class ChatClient:
         self._tasks: list[asyncio.Task[None]] = []
         self._needs_sync = asyncio.Event()
         self._arrived = asyncio.Condition()
+        self._closing = False
+
+    @property
+    def node(self) -> str | None:
+        """The gateway node of the current (or last) connection, as its handshake said."""
+        return self.nodes[-1] if self.nodes else None
 
     # -- connection ------------------------------------------------------------------------------------------
 
     async def connect(self) -> dict[str, Any]:
         """Connect, authenticate with the first frame, start reading; return the ``ready`` frame."""
-        self._socket = await websockets.connect(self.ws_url, max_size=2**20)
-        self.connections += 1
-        await self._socket.send(json.dumps({"type": "auth", "ref": "hello", "token": self.user.token}))
-        ready = json.loads(await asyncio.wait_for(self._socket.recv(), ANSWER_SECONDS))
+        self._closing = False
+        ready = await self._open()
+        self._tasks = [asyncio.create_task(self._read()), asyncio.create_task(self._sync_on_gaps())]
+        return ready
+
+    async def _open(self) -> dict[str, Any]:
+        socket = await websockets.connect(self.ws_url, max_size=2**20)
+        try:
+            await socket.send(json.dumps({"type": "auth", "ref": "hello", "token": self.user.token}))
+            ready = json.loads(await asyncio.wait_for(socket.recv(), ANSWER_SECONDS))
+        except BaseException:
+            await socket.close()
+            raise
         assert ready.get("type") == "ready", f"the answer to auth should be a ready frame, not {ready}"
         assert ready["user_id"] == self.user.id, "the connection should belong to the user of the token"
-        self._tasks = [asyncio.create_task(self._read()), asyncio.create_task(self._sync_on_gaps())]
+        self._socket = socket
+        self.nodes.append(socket.response.headers.get(NODE_HEADER) if socket.response is not None else None)
+        self.connections += 1
+        async with self._arrived:
+            self._arrived.notify_all()
         return dict(ready)
 
+    async def _reconnect(self) -> None:
+        """Open the socket again, with backoff, until it works (or ANSWER_SECONDS have passed); then sync."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + ANSWER_SECONDS
+        delay = RECONNECT_FIRST_DELAY
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                await self._open()
+            except (OSError, TimeoutError, websockets.WebSocketException):
+                if loop.time() > deadline:
+                    raise
+                delay = min(2 * delay, RECONNECT_MAX_DELAY)
+                continue
+            self._needs_sync.set()  # what was pushed while no socket was open comes by sync
+            return
+
+    async def wait_for_connections(self, count: int) -> None:
+        """Wait until ``count`` connections have been made (a reconnect included); a fail-safe limit."""
+        async with self._arrived:
+            await asyncio.wait_for(self._arrived.wait_for(lambda: self.connections >= count), ANSWER_SECONDS)
+
     async def close(self) -> None:
-        if self._socket is not None:
-            await self._socket.close()
+        self._closing = True
+        # The tasks first: a sync waiting for its answer while the closing socket fails that answer could swallow
+        # its cancellation (asyncio.wait_for of Python 3.11) and wait for the next gap for ever.
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks = []
+        if self._socket is not None:
+            await self._socket.close()
         for future in self._waiting.values():
             future.cancel()
         self._waiting.clear()
@@ -129,16 +183,42 @@ class ChatClient:
             self._waiting.pop(ref, None)
 
     async def _read(self) -> None:
-        assert self._socket is not None
-        async for raw in self._socket:
-            frame = json.loads(raw)
-            waiting = self._waiting.get(frame.get("ref") or "")
-            if waiting is not None and not waiting.done():
-                waiting.set_result(frame)
-            elif frame.get("type") == "message.created":
-                await self._keep(frame["message"], pushed=True)
-            else:
-                self.other_frames.append(frame)
+        while True:
+            socket = self._socket
+            assert socket is not None
+            with contextlib.suppress(websockets.ConnectionClosed):
+                async for raw in socket:
+                    await self._take(json.loads(raw))
+            self.close_codes.append(socket.close_code)
+            for future in self._waiting.values():  # their answers will never come on this socket
+                if not future.done():
+                    future.set_exception(ConnectionError(f"the socket closed ({socket.close_code}) before the answer"))
+            if self._closing or not self.auto_reconnect:
+                return
+            await self._reconnect()
+
+    async def _take(self, frame: dict[str, Any]) -> None:
+        waiting = self._waiting.get(frame.get("ref") or "")
+        if waiting is not None and not waiting.done():
+            waiting.set_result(frame)
+        elif frame.get("type") == "message.created":
+            await self._keep(frame["message"], pushed=True)
+        else:
+            self.other_frames.append(frame)
+            async with self._arrived:
+                self._arrived.notify_all()
+
+    async def wait_for_frame(self, match: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        """Wait until a frame that is not an answer nor a message (presence, typing…) matches; a fail-safe limit."""
+
+        def found() -> dict[str, Any] | None:
+            return next((frame for frame in self.other_frames if match(frame)), None)
+
+        async with self._arrived:
+            await asyncio.wait_for(self._arrived.wait_for(lambda: found() is not None), ANSWER_SECONDS)
+        frame = found()
+        assert frame is not None
+        return frame
 
     # -- messages --------------------------------------------------------------------------------------------
 
@@ -197,10 +277,12 @@ class ChatClient:
             self._arrived.notify_all()
 
     async def _sync_on_gaps(self) -> None:
-        while True:
+        while not self._closing:
             await self._needs_sync.wait()
             self._needs_sync.clear()
-            await self.sync()
+            # A socket that closes during the sync ends it; a reconnect asks for another.
+            with contextlib.suppress(ConnectionError, websockets.ConnectionClosed):
+                await self.sync()
 
     async def wait_for_seq(self, seq: int) -> dict[str, Any]:
         """Wait until the message with this seq is held (pushed or synced); a fail-safe limit, not a timing."""
