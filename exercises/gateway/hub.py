@@ -391,7 +391,7 @@ class Hub:
         async with self._presence_lock:
             if user_id in self._sockets:
                 return
-            # When Redis cannot say, the contacts are told: as before there were several nodes.
+            # When Redis cannot say, the contacts are told anyway (as a node alone always did).
             offline = await self._presence_call(self._presence.node_left, user_id, default=True)
         if offline:
             self._publish(PRESENCE, contacts, presence_frame(user_id, online=False))
