@@ -39,10 +39,12 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends haproxy \
     && rm -rf /var/lib/apt/lists/*
 
-# Only the application's packages (the "# The application" section of requirements.txt), at the versions of
+# Only the application's packages (the "# The application" section of requirements.txt) and trustme (the section
+# after it: compose's certs service makes the app's certificate authority with it), at the versions of
 # constraints.txt: the course's tools (JupyterLab, the checks) have no place in the app's image.
 COPY requirements.txt constraints.txt ./
-RUN awk '/^#/ { app = ($0 == "# The application"); next } app && NF' requirements.txt > app-requirements.txt \
+RUN awk '/^#/ { app = ($0 == "# The application" || $0 ~ /^# The local certificate authority/); next } app && NF' \
+        requirements.txt > app-requirements.txt \
     && pip install --no-cache-dir -r app-requirements.txt -c constraints.txt \
     && rm app-requirements.txt
 
@@ -52,12 +54,14 @@ COPY reference_app/ reference_app/
 COPY exercises/ exercises/
 COPY --from=client /client/dist client/dist
 
-RUN useradd --system --uid 10001 --user-group --no-create-home messenger
+RUN useradd --system --uid 10001 --user-group --no-create-home messenger \
+    && mkdir /certs && chown 10001:10001 /certs
+# /certs: where compose's certs service writes the TLS files (a named volume takes this folder's owner).
 USER 10001:10001
 
 EXPOSE 8000 50051 50052 50053
-# The gateway's probe, for the default command: the same check `python -m workbook app up` makes
+# The gateway's probe, for the default command (over TLS, as prod requires): the same check `python -m workbook app up` makes
 # (workbook/processes.py). docker-compose.yml gives every other process the probe that fits it.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
-    CMD ["python", "-c", "import sys; from workbook.processes import Readiness, is_ready; sys.exit(not is_ready(Readiness('http', '127.0.0.1', 8000, '/openapi.json'), age_seconds=0))"]
+    CMD ["python", "-c", "import sys; from workbook.processes import Readiness, is_ready; sys.exit(not is_ready(Readiness('http', '127.0.0.1', 8000, '/openapi.json', ca_file='/certs/tls/ca.pem'), age_seconds=0))"]
 CMD ["python", "-m", "workbook.launch", "reference_app", "gateway"]

@@ -39,12 +39,15 @@ APP_ROOT ?= reference_app
 # the app's HTTP port (installed by `make haproxy` when missing). One (the default) needs no balancer.
 GATEWAYS ?= 1
 BALANCER := $(if $(filter 1,$(GATEWAYS)),,haproxy)
+# `make start TLS=1`: HTTPS and wss:// at the edge, TLS between the processes (a local authority made by trustme).
+TLS ?=
+APP_FLAGS := --app-root $(APP_ROOT) --gateways $(GATEWAYS) $(if $(TLS),--tls,)
 
 # The app's six processes (gateway, auth, chat, content, relay, notifier) start first, each ready before the next
 # (python -m workbook app up; logs in .workbook/app/logs/). They are stopped again however JupyterLab ends
 # (Ctrl+C included): the trap is set only once they are up, so a failed start never stops an app that ran before.
 start: services-up client-if-possible $(BALANCER)
-	@$(PY) -m workbook app up --app-root $(APP_ROOT) --gateways $(GATEWAYS) || exit 1; \
+	@$(PY) -m workbook app up $(APP_FLAGS) || exit 1; \
 	trap '$(PY) -m workbook app down' EXIT; \
 	echo; \
 	echo "The app runs (addresses above; its logs: $(PY) -m workbook app logs -f)"; \
@@ -59,7 +62,7 @@ JUPYTER_SETTINGS := --ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/t
 
 # The app alone, without JupyterLab: `make app-up`, then `make app-down`.
 app-up: services-up client-if-possible $(BALANCER)
-	$(PY) -m workbook app up --app-root $(APP_ROOT) --gateways $(GATEWAYS)
+	$(PY) -m workbook app up $(APP_FLAGS)
 
 app-down: install
 	$(PY) -m workbook app down

@@ -70,11 +70,28 @@ def haproxy_command(config: Path) -> list[str]:
     return [program, "-db", "-f", str(config)]
 
 
-def haproxy_config(bind_host: str, bind_port: int, nodes: Sequence[Node], *, resolver: str | None = None) -> str:
+@dataclass(frozen=True)
+class BalancerTls:
+    """TLS at the balancer: ``certificate`` is one PEM file with the chain AND the key (haproxy's format), for
+    HTTPS and wss:// towards the clients; towards the nodes, which serve TLS too, it trusts ``ca_file`` only."""
+
+    certificate: Path
+    ca_file: Path
+
+
+def haproxy_config(
+    bind_host: str,
+    bind_port: int,
+    nodes: Sequence[Node],
+    *,
+    resolver: str | None = None,
+    tls: BalancerTls | None = None,
+) -> str:
     """The configuration: one frontend on ``bind_host:bind_port``, one backend of ``nodes``.
 
     ``resolver`` (``host:port`` of a DNS server, Docker's 127.0.0.11:53 in compose) makes haproxy look the nodes'
     names up again while it runs, so a gateway container that restarts with a new address is found again.
+    ``tls``: clients connect with TLS, and the balancer connects to the nodes (and checks them) with TLS.
     """
     if not nodes:
         raise ValueError("a balancer needs at least one gateway node")
@@ -91,7 +108,10 @@ resolvers dns
         else ""
     )
     lookup = " resolvers dns init-addr libc,none" if resolver else ""
-    servers = "\n".join(f"    server {node.name} {node.host}:{node.port}{lookup}" for node in nodes)
+    # Towards a node over TLS: its certificate must be signed by our authority (the health checks use TLS too).
+    to_node = f" ssl verify required ca-file {tls.ca_file}" if tls else ""
+    servers = "\n".join(f"    server {node.name} {node.host}:{node.port}{lookup}{to_node}" for node in nodes)
+    bind_tls = f" ssl crt {tls.certificate} alpn http/1.1" if tls else ""
     return f"""\
 # The messenger's load balancer: HAProxy in front of {len(nodes)} gateway nodes.
 # Written by workbook/balancer.py (python -m workbook app up --gateways N, or python -m workbook.balancer).
@@ -121,7 +141,10 @@ defaults
     option redispatch 1
 {dns}
 frontend messenger
-    bind {bind_host}:{bind_port}
+    bind {bind_host}:{bind_port}{bind_tls}
+    # The nodes see the client's address in X-Forwarded-For (uvicorn trusts it from the balancer's address):
+    # without it every client would look like the balancer, and one per-address sign-in limit would hold them all.
+    option forwardfor
     default_backend gateways
 
 backend gateways
@@ -145,8 +168,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m workbook.balancer", description=main.__doc__)
     parser.add_argument("--bind", default="127.0.0.1:8000", help="where the balancer listens (default: %(default)s)")
     parser.add_argument("--resolver", help="a DNS server HOST:PORT to look the nodes up again while running")
+    parser.add_argument("--certificate", type=Path, help="TLS: one PEM file with the chain and the key")
+    parser.add_argument("--ca-file", type=Path, help="TLS: the authority the nodes' certificates are signed by")
     parser.add_argument("nodes", nargs="+", metavar="NAME=HOST:PORT", help="a gateway node")
     arguments = parser.parse_args(argv)
+    if (arguments.certificate is None) != (arguments.ca_file is None):
+        parser.error("TLS needs both --certificate and --ca-file")
+    tls = None if arguments.certificate is None else BalancerTls(arguments.certificate, arguments.ca_file)
     bind_host, bind_port = arguments.bind.rsplit(":", 1)
     nodes = []
     for text in arguments.nodes:
@@ -155,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         if not (name and host and port.isdigit()):
             parser.error(f"a node is NAME=HOST:PORT, not {text!r}")
         nodes.append(Node(name, host, int(port)))
-    sys.stdout.write(haproxy_config(bind_host, int(bind_port), nodes, resolver=arguments.resolver))
+    sys.stdout.write(haproxy_config(bind_host, int(bind_port), nodes, resolver=arguments.resolver, tls=tls))
     return 0
 
 

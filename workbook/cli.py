@@ -65,6 +65,12 @@ def parser() -> argparse.ArgumentParser:
         help="up: run N gateway nodes behind the load balancer haproxy, which listens on the HTTP port (default: 1, "
         "no balancer)",
     )
+    app.add_argument(
+        "--tls",
+        action="store_true",
+        help="up: HTTPS and wss:// at the edge and TLS between the processes, with a local certificate authority"
+        " kept in .workbook/app/tls (trust its ca.pem in a browser or with curl --cacert)",
+    )
     app.add_argument("-n", "--lines", type=int, default=40, help="logs: how many lines of each (default: %(default)s)")
     app.add_argument("-f", "--follow", action="store_true", help="logs: keep printing new lines until Ctrl+C")
     commands.add_parser("doctor", help="check Python, packages, services and ports; print a fix for each problem")
@@ -201,7 +207,9 @@ def _app(arguments: argparse.Namespace) -> bool:
         case "up":
             if arguments.gateways < 1:
                 sys.exit(f"--gateways {arguments.gateways}: the app needs at least one gateway")
-            return messenger.command_up(arguments.app_root.resolve(), _ports(arguments), gateways=arguments.gateways)
+            return messenger.command_up(
+                arguments.app_root.resolve(), _ports(arguments), gateways=arguments.gateways, tls=arguments.tls
+            )
         case "down":
             return messenger.command_down()
         case "status":

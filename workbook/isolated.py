@@ -26,6 +26,7 @@ from .balancer import HaproxyMissing
 from .databases import throwaway_database
 from .messenger import MigrationFailed, Ports, up
 from .processes import PortTaken, ProcessFailed, ProcessRunner, free_port
+from .tls import local_tls
 
 # The app itself uses database 0.
 REDIS_DB_NOTEBOOK_07 = 8
@@ -67,14 +68,15 @@ class IsolatedApp:
     settings: Settings
     ports: Ports
     runner: ProcessRunner
+    ca_file: Path | None = None  # with TLS: the authority a client must trust
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports.http}"
+        return f"{'https' if self.ca_file else 'http'}://127.0.0.1:{self.ports.http}"
 
     @property
     def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.ports.http}/ws"
+        return f"{'wss' if self.ca_file else 'ws'}://127.0.0.1:{self.ports.http}/ws"
 
 
 @contextmanager
@@ -86,12 +88,14 @@ def isolated_app(
     state_dir: Path,
     env: Mapping[str, str] | None = None,
     gateways: int = 1,
+    tls: bool = False,
 ) -> Iterator[IsolatedApp]:
     """The app's six processes on free ports with data of their own; stopped and removed when the block ends.
 
     ``run_id`` names the database, the MongoDB database and the exchange; Redis database ``redis_db`` is emptied
     first (presence and rate-limit counters of an earlier run). ``env`` adds settings for every process.
-    ``gateways``: two or more run as nodes behind the load balancer, which listens on ``ports.http``.
+    ``gateways``: two or more run as nodes behind the load balancer, which listens on ``ports.http``. ``tls``: every
+    server speaks TLS only, with an authority of the run's own (``IsolatedApp.ca_file``).
     """
     base = load_settings()
     exchange = f"{run_id}.events"
@@ -109,7 +113,15 @@ def isolated_app(
             "APP_RABBITMQ__EXCHANGE": exchange,
             "APP_REDIS__URL": redis_url,
         }
-        up(app_root, state_dir=state_dir, ports=ports, env={**(env or {}), **own}, runner=runner, gateways=gateways)
+        up(
+            app_root,
+            state_dir=state_dir,
+            ports=ports,
+            env={**(env or {}), **own},
+            runner=runner,
+            gateways=gateways,
+            tls=tls,
+        )
         settings = base.model_copy(
             update={
                 "postgres": base.postgres.model_copy(update={"url": postgres_url}),
@@ -118,7 +130,7 @@ def isolated_app(
                 "redis": base.redis.model_copy(update={"url": redis_url}),
             }
         )
-        yield IsolatedApp(settings, ports, runner)
+        yield IsolatedApp(settings, ports, runner, local_tls(state_dir).ca_file if tls else None)
 
 
 class AppDidNotStart(Exception):
@@ -134,6 +146,7 @@ def isolated_app_or_reason(
     state_dir: Path,
     env: Mapping[str, str] | None = None,
     gateways: int = 1,
+    tls: bool = False,
 ) -> Iterator[IsolatedApp]:
     """:func:`isolated_app`, with every reason it could not start turned into one AppDidNotStart sentence.
 
@@ -144,7 +157,13 @@ def isolated_app_or_reason(
         try:
             app = stack.enter_context(
                 isolated_app(
-                    app_root, run_id=run_id, redis_db=redis_db, state_dir=state_dir, env=env, gateways=gateways
+                    app_root,
+                    run_id=run_id,
+                    redis_db=redis_db,
+                    state_dir=state_dir,
+                    env=env,
+                    gateways=gateways,
+                    tls=tls,
                 )
             )
         except (ProcessFailed, PortTaken, MigrationFailed, HaproxyMissing) as error:

@@ -44,9 +44,27 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from reference_app.auth.tokens import load_signing_key, private_key_pem, public_key_pem
 from reference_app.config import Settings, env_var_name, load_settings
 
-from .balancer import HEALTH_PATH, HaproxyMissing, Node, haproxy_binary, haproxy_command, haproxy_config
+from .balancer import (
+    HEALTH_PATH,
+    BalancerTls,
+    HaproxyMissing,
+    Node,
+    haproxy_binary,
+    haproxy_command,
+    haproxy_config,
+)
 from .paths import REPO_ROOT, STATE_DIR
-from .processes import PortTaken, ProcessFailed, ProcessRunner, ProcessSpec, Readiness, free_port, log_tail
+from .processes import (
+    PortTaken,
+    ProbeKind,
+    ProcessFailed,
+    ProcessRunner,
+    ProcessSpec,
+    Readiness,
+    free_port,
+    log_tail,
+)
+from .tls import LocalTls, local_tls
 
 APP_STATE_DIR = STATE_DIR / "app"
 PROCESS_NAMES = ("auth", "chat", "content", "gateway", "relay", "notifier")
@@ -153,11 +171,19 @@ def app_processes(
     *,
     env: Mapping[str, str] | None = None,
     balancer_config: Path | None = None,
+    tls: LocalTls | None = None,
 ) -> list[ProcessSpec]:
     """The six processes of the app, in start order; with ``ports.nodes``, a gateway per node and the balancer
-    (which runs with the configuration file ``balancer_config``)."""
+    (which runs with the configuration file ``balancer_config``). With ``tls``, every server speaks TLS only."""
     common = {**(env or {}), **ports.environment(), PUBLIC_KEY_VARIABLE: keys.public_pem}
+    if tls is not None:
+        common.update(tls.environment())
     grpc_host, http_host = _reachable(settings.grpc.bind_host), _reachable(settings.http.host)
+    ca_file = None if tls is None else str(tls.ca_file)
+
+    def probe(kind: ProbeKind, host: str = "127.0.0.1", port: int = 0, path: str = "/") -> Readiness:
+        """How to tell a process is ready; over TLS, trusting our authority, when the app runs with TLS."""
+        return Readiness(kind, host, port, path, ca_file=ca_file)
 
     def verifier(
         name: str, module: str, readiness: Readiness, *arguments: str, extra: Mapping[str, str] | None = None
@@ -170,14 +196,14 @@ def app_processes(
 
     def gateways() -> list[ProcessSpec]:
         if not ports.nodes:
-            return [verifier("gateway", "gateway", Readiness("http", http_host, ports.http, "/openapi.json"))]
+            return [verifier("gateway", "gateway", probe("http", http_host, ports.http, "/openapi.json"))]
         if balancer_config is None:
             raise ValueError("two or more gateway nodes need the balancer's configuration file")
         nodes = [
             verifier(
                 name,
                 "gateway",
-                Readiness("http", http_host, port, "/openapi.json"),
+                probe("http", http_host, port, "/openapi.json"),
                 extra={env_var_name("http", "port"): str(port), NODE_VARIABLE: name},
             )
             for name, port in zip(gateway_names(len(ports.nodes)), ports.nodes, strict=True)
@@ -186,7 +212,7 @@ def app_processes(
         balancer = ProcessSpec(
             BALANCER,
             haproxy_command(balancer_config),
-            Readiness("http", http_host, ports.http, HEALTH_PATH),
+            probe("http", http_host, ports.http, HEALTH_PATH),
             cwd=balancer_config.parent,
         )
         return [*nodes, balancer]
@@ -196,15 +222,15 @@ def app_processes(
         ProcessSpec(
             "auth",
             launch(app_root, "auth.grpc_server"),
-            Readiness("grpc", grpc_host, ports.auth),
+            probe("grpc", grpc_host, ports.auth),
             signer,
             cwd=REPO_ROOT,
         ),
-        verifier("chat", "chat.grpc_server", Readiness("grpc", grpc_host, ports.chat)),
-        verifier("content", "content.grpc_server", Readiness("grpc", grpc_host, ports.content)),
+        verifier("chat", "chat.grpc_server", probe("grpc", grpc_host, ports.chat)),
+        verifier("content", "content.grpc_server", probe("grpc", grpc_host, ports.content)),
         *gateways(),
-        verifier("relay", "events", Readiness("alive"), "relay"),
-        verifier("notifier", "events", Readiness("alive"), "notifier"),
+        verifier("relay", "events", probe("alive"), "relay"),
+        verifier("notifier", "events", probe("alive"), "notifier"),
     ]
 
 
@@ -247,34 +273,46 @@ def up(
     runner: ProcessRunner | None = None,
     say: Callable[[str], object] = lambda line: None,
     gateways: int = 1,
+    tls: bool = False,
 ) -> ProcessRunner:
     """Migrate, then start the six processes, each ready before the next. Raises ProcessFailed, PortTaken,
     HaproxyMissing…
 
     ``env`` adds settings for every process (tests give their own database, exchange and Redis this way);
     it is also in force while the settings are read here. ``gateways``: how many gateway nodes; two or more
-    run behind the balancer (free ports for the nodes unless ``ports.nodes`` names them).
+    run behind the balancer (free ports for the nodes unless ``ports.nodes`` names them). ``tls``: HTTPS and
+    wss:// at the edge, TLS between the processes, with a local authority kept in the state directory.
     """
     settings = _settings_with(env or {})
     ports = (ports or Ports.from_settings(settings)).with_nodes(gateways)
+    certificates = local_tls(state_dir) if tls else None
     config = None
     if ports.nodes:
-        config = write_balancer_config(state_dir, ports, settings)
+        config = write_balancer_config(state_dir, ports, settings, certificates)
         haproxy_binary()  # HaproxyMissing now, before the migrations and the other processes
     runner = runner or ProcessRunner(state_dir)
     say(f"  ✓ migrations: {migrate(app_root, env)}")
     runner.start(
-        app_processes(app_root, ports, key_pair(state_dir, settings), settings, env=env, balancer_config=config)
+        app_processes(
+            app_root,
+            ports,
+            key_pair(state_dir, settings),
+            settings,
+            env=env,
+            balancer_config=config,
+            tls=certificates,
+        )
     )
     return runner
 
 
-def write_balancer_config(state_dir: Path, ports: Ports, settings: Settings) -> Path:
+def write_balancer_config(state_dir: Path, ports: Ports, settings: Settings, tls: LocalTls | None = None) -> Path:
     """The balancer's configuration for these ports, written into the state directory (anew at every start)."""
     host = _reachable(settings.http.host)
     state_dir.mkdir(parents=True, exist_ok=True)
     config = state_dir / BALANCER_CONFIG_FILE
-    config.write_text(haproxy_config(settings.http.host, ports.http, balancer_nodes(ports, host)))
+    balancer_tls = None if tls is None else BalancerTls(tls.combined_file, tls.ca_file)
+    config.write_text(haproxy_config(settings.http.host, ports.http, balancer_nodes(ports, host), tls=balancer_tls))
     return config
 
 
@@ -295,17 +333,24 @@ def _settings_with(env: Mapping[str, str]) -> Settings:
 # The command line: python -m workbook app … -----------------------------------------------------------------
 
 
-def command_up(app_root: Path, ports: Ports | None, state_dir: Path = APP_STATE_DIR, *, gateways: int = 1) -> bool:
+def command_up(
+    app_root: Path, ports: Ports | None, state_dir: Path = APP_STATE_DIR, *, gateways: int = 1, tls: bool = False
+) -> bool:
     """Start the app and print where it listens; on failure print why (with the log's last lines)."""
     print(f"starting the app from {app_root} (logs in {state_dir / 'logs'})")
     try:
-        runner = up(app_root, state_dir=state_dir, ports=ports, say=print, gateways=gateways)
+        runner = up(app_root, state_dir=state_dir, ports=ports, say=print, gateways=gateways, tls=tls)
     except (ProcessFailed, PortTaken, MigrationFailed, HaproxyMissing) as error:
         print(f"  ✗ {error}")
         if isinstance(error, PortTaken):
             print("      fix: python -m workbook app status / down; or choose other ports (--http-port …)")
         return False
     _print_status(runner)
+    if tls:
+        print(
+            f"  TLS everywhere: open https://…; the local authority to trust is {local_tls(state_dir).ca_file}"
+            " (curl --cacert it; a browser: import it, or accept the warning once)"
+        )
     if gateways > 1:
         print(
             f"  the balancer ({BALANCER}) spreads the clients over {gateways} gateway nodes; "

@@ -24,6 +24,7 @@ import random
 import shlex
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -53,12 +54,15 @@ class Readiness:
     host: str = "127.0.0.1"
     port: int = 0
     path: str = "/"  # for http
+    ca_file: str | None = None  # TLS (make start TLS=1): probe over TLS, trusting this authority only
 
     def describe(self) -> str:
+        tls = " (TLS)" if self.ca_file else ""
+        scheme = "https" if self.ca_file else "http"
         return {
             "tcp": f"TCP port {self.host}:{self.port}",
-            "grpc": f"gRPC health on {self.host}:{self.port}",
-            "http": f"HTTP GET http://{self.host}:{self.port}{self.path}",
+            "grpc": f"gRPC health on {self.host}:{self.port}{tls}",
+            "http": f"HTTP GET {scheme}://{self.host}:{self.port}{self.path}",
             "alive": f"staying up for {ALIVE_SECONDS:.0f} s",
         }[self.kind]
 
@@ -73,12 +77,20 @@ def is_ready(readiness: Readiness, *, age_seconds: float) -> bool:
                 with socket.create_connection((readiness.host, readiness.port), timeout=1.0):
                     return True
             case "grpc":
-                with grpc.insecure_channel(f"{readiness.host}:{readiness.port}") as channel:
+                target = f"{readiness.host}:{readiness.port}"
+                if readiness.ca_file is None:
+                    channel = grpc.insecure_channel(target)
+                else:
+                    trusted = grpc.ssl_channel_credentials(root_certificates=Path(readiness.ca_file).read_bytes())
+                    channel = grpc.secure_channel(target, trusted)
+                with channel:
                     answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1.0)
                 return bool(answer.status == health_pb2.HealthCheckResponse.SERVING)
             case "http":
-                url = f"http://{readiness.host}:{readiness.port}{readiness.path}"
-                return httpx.get(url, timeout=2.0).status_code == 200
+                scheme = "http" if readiness.ca_file is None else "https"
+                url = f"{scheme}://{readiness.host}:{readiness.port}{readiness.path}"
+                verify = ssl.create_default_context(cafile=readiness.ca_file) if readiness.ca_file else True
+                return httpx.get(url, timeout=2.0, verify=verify).status_code == 200
     except Exception:
         return False
     return False

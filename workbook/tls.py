@@ -9,10 +9,13 @@ The files, in ``<state dir>/tls/``:
 - ``ca.pem``: the authority's certificate. Clients trust it (``APP_GRPC__TLS_CA_FILE``; a browser or curl
   with ``--cacert``).
 - ``server.pem``: the server's certificate chain, and ``server.key``: its private key (mode 0600).
+- ``server-and-key.pem``: both in one file (mode 0600), the form HAProxy wants.
 """
 
 from __future__ import annotations
 
+import argparse
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +32,10 @@ class LocalTls:
     cert_file: Path
     key_file: Path
 
+    @property
+    def combined_file(self) -> Path:
+        return self.cert_file.with_name("server-and-key.pem")
+
     def environment(self) -> dict[str, str]:
         """The settings that turn TLS on: HTTPS and wss:// at the gateway, TLS between it and the services."""
         return {
@@ -40,18 +47,38 @@ class LocalTls:
         }
 
 
-def local_tls(state_dir: Path) -> LocalTls:
-    """The authority and the server's certificate in ``state_dir/tls``: the ones there, or new ones."""
+def local_tls(state_dir: Path, names: Sequence[str] = NAMES) -> LocalTls:
+    """The authority and the server's certificate (for ``names``) in ``state_dir/tls``: the ones there, or new."""
     folder = state_dir / "tls"
     tls = LocalTls(folder / "ca.pem", folder / "server.pem", folder / "server.key")
-    if tls.ca_file.exists() and tls.cert_file.exists() and tls.key_file.exists():
+    if all(path.exists() for path in (tls.ca_file, tls.cert_file, tls.key_file, tls.combined_file)):
         return tls
     folder.mkdir(parents=True, exist_ok=True)
     authority = trustme.CA(organization_name="Messenger Workbook local authority")
-    issued = authority.issue_cert(*NAMES)
-    tls.key_file.touch(mode=0o600)  # created private, before a single byte of the key is in it
-    tls.key_file.chmod(0o600)
-    issued.private_key_pem.write_to_path(str(tls.key_file))
-    tls.cert_file.write_bytes(b"".join(blob.bytes() for blob in issued.cert_chain_pems))
+    issued = authority.issue_cert(*names)
+    chain = b"".join(blob.bytes() for blob in issued.cert_chain_pems)
+    for private, content in (
+        (tls.key_file, issued.private_key_pem.bytes()),
+        (tls.combined_file, chain + issued.private_key_pem.bytes()),
+    ):
+        private.touch(mode=0o600)  # created private, before a single byte of the key is in it
+        private.chmod(0o600)
+        private.write_bytes(content)
+    tls.cert_file.write_bytes(chain)
     authority.cert_pem.write_to_path(str(tls.ca_file))
     return tls
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m workbook.tls DIR NAME…``: make the authority and a certificate for NAMEs in DIR/tls (compose)."""
+    parser = argparse.ArgumentParser(prog="python -m workbook.tls", description=main.__doc__)
+    parser.add_argument("directory", type=Path)
+    parser.add_argument("names", nargs="*", default=list(NAMES), help="the names the certificate is for")
+    arguments = parser.parse_args(argv)
+    tls = local_tls(arguments.directory, [*NAMES, *arguments.names])
+    print(f"authority: {tls.ca_file}; certificate: {tls.cert_file}; key: {tls.key_file}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -72,6 +72,9 @@ class HttpSettings(TlsFiles):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     max_body_bytes: int = Field(default=1_048_576, gt=0)
+    # Whose X-Forwarded-For header names the client: the load balancer's address (comma-separated, or "*" where
+    # only the balancer can reach the gateway). Anyone else could write any address into it.
+    forwarded_allow_ips: str = "127.0.0.1"
 
 
 class GrpcSettings(TlsFiles):

@@ -53,6 +53,25 @@ def hide_query_strings() -> None:
         logging.getLogger(name).addFilter(HideQueryStrings())
 
 
+# What uvicorn logs at ERROR, with a traceback, about a client's mistake it has already answered: a WebSocket text
+# frame that is not UTF-8 (uvicorn closes the connection with 1007). Anyone could fill our error log with them.
+CLIENT_MISTAKES = frozenset({"Invalid UTF-8 sequence received from client."})
+
+
+class ClientMistakesAreWarnings(logging.Filter):
+    """Log a client's mistake (CLIENT_MISTAKES) as a WARNING without a traceback: ERROR is for our own faults."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and record.msg in CLIENT_MISTAKES:
+            record.levelno, record.levelname = logging.WARNING, logging.getLevelName(logging.WARNING)
+            record.exc_info = record.exc_text = None
+        return True
+
+
+def demote_client_mistakes() -> None:
+    logging.getLogger("uvicorn.error").addFilter(ClientMistakesAreWarnings())
+
+
 class SkipHealthChecks(logging.Filter):
     """No access-log line for the balancer's health check: it comes every second and says nothing new."""
 
@@ -93,6 +112,7 @@ def main() -> None:
         raise SystemExit(2) from None
     configure_logging(settings.log, service=SERVICE)
     hide_query_strings()
+    demote_client_mistakes()
     logging.getLogger("uvicorn.access").addFilter(SkipHealthChecks())
     app = create_app(settings, node_name=os.environ.get(NODE_VARIABLE) or None)
     # ws_max_size: the websockets library refuses a bigger frame (close 1009) before reading it into memory.
@@ -102,6 +122,8 @@ def main() -> None:
         port=settings.http.port,
         log_config=None,
         ws_max_size=WsLimits().max_frame_bytes,
+        # The client's address (per-address sign-in limits) from X-Forwarded-For, believed only from these.
+        forwarded_allow_ips=settings.http.forwarded_allow_ips,
         **tls,  # type: ignore[arg-type]  # str paths: uvicorn's own types
     )
     GatewayServer(config, app).run()

@@ -24,6 +24,7 @@ import re
 import shlex
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -52,6 +53,7 @@ from workbook.balancer import haproxy_binary
 from workbook.messenger import BALANCER, KeyPair, Ports, app_processes, gateway_names
 from workbook.paths import REFERENCE_ROOT, REPO_ROOT
 from workbook.services import SERVICES
+from workbook.tls import LocalTls, local_tls
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 DOCKERFILE = REPO_ROOT / "Dockerfile"
@@ -62,10 +64,15 @@ TOOLS = Path(sys.executable).parent  # hadolint and docker-compose come with the
 
 APP_PROFILE = "app"
 ONE_SHOT = "migrate"  # the migrations: run once, before everything that uses the database
+CERTS = "certs"  # the TLS files: made once, before everything else
+ONE_SHOTS = {ONE_SHOT, CERTS}
+CA_FILE = "/certs/tls/ca.pem"  # where every probe finds the authority it trusts
 BACKING_SERVICES = {service.name for service in SERVICES}  # what `python -m workbook services up` starts
 LAUNCH = ["python", "-m", "workbook.launch"]
 SIGNING_KEY, PUBLIC_KEY = env_var_name("jwt", "signing_key"), env_var_name("jwt", "public_key")
-PROBE = re.compile(r"Readiness\('(?P<kind>\w+)', '127\.0\.0\.1', (?P<port>\d+)(?:, '(?P<path>[^']*)')?\)")
+PROBE = re.compile(
+    r"Readiness\('(?P<kind>\w+)', '127\.0\.0\.1', (?P<port>\d+)(?:, '(?P<path>[^']*)')?(?:, ca_file='(?P<ca>[^']*)')?\)"
+)
 GATEWAYS = gateway_names(2)  # compose runs two gateway nodes behind the balancer, as `app up --gateways 2`
 
 
@@ -260,7 +267,7 @@ def test_the_app_services_are_the_processes_of_python_m_workbook_app_up(
         REFERENCE_ROOT, ports, KeyPair("private", "public"), settings, balancer_config=tmp_path / "haproxy.cfg"
     )
     services = app_services(compose_file())
-    assert set(services) == {spec.name for spec in specs} | {ONE_SHOT}
+    assert set(services) == {spec.name for spec in specs} | ONE_SHOTS
     root = "${MESSENGER_APP_ROOT:-reference_app}"
     assert services[ONE_SHOT]["command"] == [*LAUNCH, root, "db"], (
         "the migrations are `python -m workbook.launch ROOT db`"
@@ -287,6 +294,7 @@ def test_the_app_services_are_the_processes_of_python_m_workbook_app_up(
         )
         if spec.readiness.kind == "http":
             assert match["path"] == spec.readiness.path
+        assert match["ca"] == CA_FILE, f"{spec.name}: the app runs with TLS (prod): its probe must trust {CA_FILE}"
 
 
 # Health and start order ---------------------------------------------------------------------------------------
@@ -294,11 +302,12 @@ def test_the_app_services_are_the_processes_of_python_m_workbook_app_up(
 
 def test_every_long_running_app_service_has_a_healthcheck() -> None:
     services = app_services(compose_file())
-    missing = sorted(name for name, service in services.items() if name != ONE_SHOT and not has_probe(service))
+    missing = sorted(name for name, service in services.items() if name not in ONE_SHOTS and not has_probe(service))
     assert not missing, f"these app services have no healthcheck: {missing}"
-    one_shot = services[ONE_SHOT]
-    assert one_shot.get("restart", "no") == "no", "the migrations run once: no restart policy"
-    assert one_shot["healthcheck"] == {"disable": True}, "the image's probe is the gateway's: the one-shot turns it off"
+    for name in ONE_SHOTS:
+        one_shot = services[name]
+        assert one_shot.get("restart", "no") == "no", f"{name} runs once: no restart policy"
+        assert one_shot["healthcheck"] == {"disable": True}, f"the image's probe is the gateway's: {name} turns it off"
 
 
 def test_every_depends_on_condition_can_be_met() -> None:
@@ -312,7 +321,7 @@ def test_every_depends_on_condition_can_be_met() -> None:
                     f"{name} waits for {target} to be healthy, but it has no healthcheck"
                 )
             elif condition == "service_completed_successfully":
-                assert target == ONE_SHOT, f"{name} waits for {target} to exit, but only {ONE_SHOT} is a one-shot"
+                assert target in ONE_SHOTS, f"{name} waits for {target} to exit, but only {ONE_SHOTS} run once"
             else:
                 assert condition == "service_started", f"{name}: unknown condition {condition}"
             if name in BACKING_SERVICES:
@@ -325,7 +334,8 @@ def test_what_uses_the_database_waits_for_the_migrations() -> None:
         needs = dependencies(service)
         if name != ONE_SHOT and "postgres" in needs:
             assert needs.get(ONE_SHOT) == "service_completed_successfully", f"{name} must wait for the migrations"
-    assert dependencies(services[ONE_SHOT]) == {"postgres": "service_healthy"}
+    # The certificates first: every app service waits for the migrations, or for auth, which waits for them.
+    assert dependencies(services[ONE_SHOT]) == {CERTS: "service_completed_successfully", "postgres": "service_healthy"}
 
 
 def test_the_gateway_waits_for_the_services_it_calls() -> None:
@@ -354,9 +364,15 @@ def test_the_balancer_runs_the_runners_configuration_for_the_gateway_services(tm
     for name in GATEWAYS:
         assert services[name]["environment"]["MESSENGER_GATEWAY_NODE"] == name, f"{name} should know its name"
         assert f"server {name} {name}:8000 " in printed, f"the balancer should send clients to {name}"
-    assert "bind 0.0.0.0:8000" in printed and "timeout tunnel 1h" in printed
+    assert "bind 0.0.0.0:8000 ssl crt /certs/tls/server-and-key.pem" in printed and "timeout tunnel 1h" in printed
+    assert f"ssl verify required ca-file {CA_FILE}" in printed, "to the nodes over TLS, trusting our authority only"
+    assert "option forwardfor" in printed, "the nodes must see the client's address, not the balancer's"
+    # The certs service's files, made here where the volume would be mounted: haproxy -c opens them.
+    tls = local_tls(tmp_path)
     config = tmp_path / "haproxy.cfg"
-    config.write_text(printed)
+    config.write_text(
+        printed.replace("/certs/tls/server-and-key.pem", str(tls.combined_file)).replace(CA_FILE, str(tls.ca_file))
+    )
     checked = subprocess.run([haproxy_binary(), "-c", "-f", str(config)], capture_output=True, text=True, timeout=30)
     # (Warnings are expected here: gateway-1 and gateway-2 are names only Docker's DNS server knows.)
     assert checked.returncode == 0, f"haproxy -c refuses the configuration:\n{checked.stdout}{checked.stderr}"
@@ -425,19 +441,37 @@ def test_servers_listen_on_every_interface_and_clients_connect_by_service_name(
     for node in GATEWAYS:
         gateway = settings_of(services[node]["environment"], monkeypatch, tmp_path)
         assert gateway.http.host == "0.0.0.0", f"{node} must listen on every interface for the balancer to reach it"
-        # One gRPC address for three ports: auth's alias, and chat and content share auth's network.
-        aliases = services["auth"]["networks"]["default"]["aliases"]
-        for host in (gateway.grpc.auth_host, gateway.grpc.chat_host, gateway.grpc.content_host):
-            assert host in aliases, f"{node} looks for a gRPC service at {host!r}, which is not auth's alias"
-    for name in ("chat", "content"):
-        assert services[name]["network_mode"] == "service:auth", f"{name} must be reachable at the gRPC host"
+        # Each gRPC service at its own service name: binding and connecting are separate settings.
+        grpc = gateway.grpc
+        assert (grpc.auth_host, grpc.chat_host, grpc.content_host) == ("auth", "chat", "content"), grpc
+    for name in ("auth", "chat", "content"):
+        assert "network_mode" not in services[name], f"{name} has a network (and a name) of its own"
+
+
+def test_every_app_process_speaks_tls_with_the_certs_services_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """APP_ENV=prod refuses to start without TLS: the files come from the one-shot certs service's volume."""
+    config = interpolated(tmp_path, generated_key_pair())
+    services = config["services"]
+    certs = services[CERTS]
+    assert certs["command"][:4] == ["python", "-m", "workbook.tls", "/certs"], certs["command"]
+    for name in app_services(compose_file()):
+        if name in ONE_SHOTS:
+            continue
+        settings = settings_of(services[name]["environment"], monkeypatch, tmp_path)
+        assert str(settings.grpc.tls_ca_file) == CA_FILE, f"{name} must trust the app's authority"
+        assert settings.grpc.tls_cert_file is not None and settings.http.tls_cert_file is not None, name
+        assert any(volume["source"] == "certs" and volume["read_only"] for volume in services[name]["volumes"]), name
+        if name in ("auth", "chat", "content", *GATEWAYS, BALANCER):
+            assert name in certs["command"], f"the certificate must name {name}: clients check the name they dial"
 
 
 def test_messenger_app_root_chooses_the_application_root(tmp_path: Path) -> None:
     config = interpolated(tmp_path, None, {"MESSENGER_APP_ROOT": "exercises"})
     for name in app_services(compose_file()):
-        if name == BALANCER:
-            continue  # haproxy: no application root
+        if name in (BALANCER, CERTS):
+            continue  # haproxy and the certificates: no application root
         command = config["services"][name]["command"]
         assert command[:4] == [*LAUNCH, "exercises"], f"{name} runs {command}"
         module = REPO_ROOT / "exercises" / command[4].replace(".", "/")
@@ -453,14 +487,23 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def run_probe(code: str, port: int | None = None) -> subprocess.CompletedProcess[str]:
+def run_probe(code: str, port: int | None = None, ca_file: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a compose probe here: against ``port``, trusting ``ca_file`` where compose trusts /certs/tls/ca.pem."""
     if port is not None:
         code = PROBE.sub(lambda match: match[0].replace(f", {match['port']}", f", {port}"), code)
+    if ca_file is not None:
+        code = code.replace(CA_FILE, str(ca_file))
     return subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
 
 
 @pytest.fixture
-def openapi_server() -> Iterator[int]:
+def authority(tmp_path: Path) -> LocalTls:
+    """An authority and a certificate for 127.0.0.1, as compose's certs service makes them."""
+    return local_tls(tmp_path)
+
+
+@pytest.fixture
+def openapi_server(authority: LocalTls) -> Iterator[int]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             self.send_response(200 if self.path in ("/openapi.json", "/healthz") else 404)
@@ -470,6 +513,9 @@ def openapi_server() -> Iterator[int]:
             pass
 
     server = HTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(authority.cert_file, authority.key_file)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield int(server.server_address[1])
@@ -478,31 +524,36 @@ def openapi_server() -> Iterator[int]:
 
 
 @pytest.fixture
-def grpc_health_server() -> Iterator[int]:
+def grpc_health_server(authority: LocalTls) -> Iterator[int]:
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     servicer = health.HealthServicer()
     servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
+    credentials = grpc.ssl_server_credentials([(authority.key_file.read_bytes(), authority.cert_file.read_bytes())])
+    port = server.add_secure_port("127.0.0.1:0", credentials)
     server.start()
     yield port
     server.stop(grace=None)
 
 
 @pytest.mark.parametrize("name", [*GATEWAYS, BALANCER])
-def test_the_http_probes_answer_yes_and_no(name: str, openapi_server: int) -> None:
+def test_the_http_probes_answer_yes_and_no(name: str, openapi_server: int, authority: LocalTls) -> None:
     code = probe_code(app_services(compose_file())[name])
-    serving, closed = run_probe(code, openapi_server), run_probe(code, free_port())
+    serving = run_probe(code, openapi_server, authority.ca_file)
+    closed = run_probe(code, free_port(), authority.ca_file)
     assert serving.returncode == 0, f"the probe fails against a serving gateway: {serving.stderr}"
     assert closed.returncode == 1 and not closed.stderr, f"the probe should say 1, quietly: {closed.stderr}"
 
 
 @pytest.mark.parametrize("name", ["auth", "chat", "content"])
-def test_the_grpc_probes_answer_yes_and_no(name: str, grpc_health_server: int) -> None:
+def test_the_grpc_probes_answer_yes_and_no(name: str, grpc_health_server: int, authority: LocalTls) -> None:
     code = probe_code(app_services(compose_file())[name])
-    serving, closed = run_probe(code, grpc_health_server), run_probe(code, free_port())
+    serving = run_probe(code, grpc_health_server, authority.ca_file)
+    closed = run_probe(code, free_port(), authority.ca_file)
+    impostor = run_probe(code, grpc_health_server, local_tls(authority.ca_file.parent.parent / "impostor").ca_file)
     assert serving.returncode == 0, f"{name}'s probe fails against a SERVING health service: {serving.stderr}"
     assert closed.returncode == 1 and not closed.stderr, f"the probe should say 1, quietly: {closed.stderr}"
+    assert impostor.returncode == 1, "a probe that trusts another authority must not believe this server"
 
 
 @pytest.mark.parametrize("name", ["relay", "notifier"])
