@@ -12,12 +12,15 @@ from typing import Annotated
 from uuid import uuid4
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, UploadFile, status
+from pydantic import AfterValidator
 
 from .actions import check_sign_in_rate, mark_read, send_message
 from .identity import bearer_token, current_user, gateway_of
 from .problems import INVALID, UNSUPPORTED_MEDIA, Problem
 from .schemas import (
+    MAX_CONTENT_ID_CHARS,
     MAX_ID,
+    NO_NUL_PATTERN,
     ChatOut,
     ChatSummaryOut,
     CommentBody,
@@ -42,6 +45,7 @@ from .schemas import (
     SendMessageBody,
     TokenPairOut,
     UserOut,
+    without_nul,
 )
 
 MEDIA_PATH = "/media"
@@ -53,6 +57,12 @@ User = Annotated[int, Depends(current_user)]
 Limit = Annotated[int, Query(ge=1, le=100, description="at most this many items")]
 # An id in a path: a positive bigint. Anything else is a 422 before any service is called.
 Id = Annotated[int, Path(ge=1, le=MAX_ID)]
+# A post's or a media file's id in a path (bounded: see MAX_CONTENT_ID_CHARS).
+ContentId = Annotated[str, Path(min_length=1, max_length=MAX_CONTENT_ID_CHARS)]
+# A page cursor, as the content service handed it out (a NUL is refused like in any text: see schemas.Text).
+Cursor = Annotated[
+    str, AfterValidator(without_nul), Query(max_length=200, json_schema_extra={"pattern": NO_NUL_PATTERN})
+]
 
 
 # Auth ------------------------------------------------------------------------------------------------------
@@ -98,7 +108,14 @@ async def me(user_id: User, request: Request) -> UserOut:
 
 @router.get("/users/search", tags=["users"])
 async def search_users(
-    user_id: User, request: Request, q: Annotated[str, Query(min_length=1, max_length=32)], limit: Limit = 20
+    user_id: User,
+    request: Request,
+    q: Annotated[
+        str,
+        AfterValidator(without_nul),
+        Query(min_length=1, max_length=32, json_schema_extra={"pattern": NO_NUL_PATTERN}),
+    ],
+    limit: Limit = 20,
 ) -> list[UserOut]:
     users = await gateway_of(request).auth.search_users(user_id, q, limit)
     return [UserOut.from_proto(user) for user in users]
@@ -188,7 +205,7 @@ async def create_post(body: CreatePostBody, user_id: User, request: Request) -> 
 async def feed(
     user_id: User,
     request: Request,
-    cursor: Annotated[str, Query(max_length=200)] = "",
+    cursor: Cursor = "",
     limit: Limit = 20,
     author_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
 ) -> FeedOut:
@@ -198,21 +215,21 @@ async def feed(
 
 
 @router.get("/posts/{post_id}", tags=["content"])
-async def get_post(post_id: str, user_id: User, request: Request) -> PostOut:
+async def get_post(post_id: ContentId, user_id: User, request: Request) -> PostOut:
     return PostOut.from_proto(await gateway_of(request).content.get_post(user_id, post_id))
 
 
 @router.post("/posts/{post_id}/comments", status_code=status.HTTP_201_CREATED, tags=["content"])
-async def comment(post_id: str, body: CommentBody, user_id: User, request: Request) -> CommentOut:
+async def comment(post_id: ContentId, body: CommentBody, user_id: User, request: Request) -> CommentOut:
     return CommentOut.from_proto(await gateway_of(request).content.add_comment(user_id, post_id, body.text))
 
 
 @router.get("/posts/{post_id}/comments", tags=["content"])
 async def comments(
-    post_id: str,
+    post_id: ContentId,
     user_id: User,
     request: Request,
-    cursor: Annotated[str, Query(max_length=200)] = "",
+    cursor: Cursor = "",
     limit: Limit = 20,
 ) -> CommentsOut:
     """A post's comments, newest first; pass next_cursor back as cursor for the next page."""
@@ -221,13 +238,13 @@ async def comments(
 
 
 @router.put("/posts/{post_id}/like", tags=["content"])
-async def like(post_id: str, user_id: User, request: Request) -> LikeOut:
+async def like(post_id: ContentId, user_id: User, request: Request) -> LikeOut:
     """Like a post. PUT, because liking twice is the same as liking once."""
     return LikeOut(post_id=post_id, changed=await gateway_of(request).content.like(user_id, post_id))
 
 
 @router.delete("/posts/{post_id}/like", tags=["content"])
-async def unlike(post_id: str, user_id: User, request: Request) -> LikeOut:
+async def unlike(post_id: ContentId, user_id: User, request: Request) -> LikeOut:
     return LikeOut(post_id=post_id, changed=await gateway_of(request).content.unlike(user_id, post_id))
 
 
@@ -246,7 +263,7 @@ async def upload(file: UploadFile, user_id: User, request: Request) -> MediaOut:
 
 
 @router.get(MEDIA_PATH + "/{media_id}", tags=["content"], response_class=Response)
-async def download(media_id: str, user_id: User, request: Request) -> Response:
+async def download(media_id: ContentId, user_id: User, request: Request) -> Response:
     """The file's bytes, with its content type. ``nosniff``: a browser must not guess another type from them."""
     ref, data = await gateway_of(request).content.download_media(user_id, media_id)
     headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=3600"}

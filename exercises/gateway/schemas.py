@@ -9,10 +9,11 @@ that names the field). Response models are the public contract, written down in 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 from uuid import UUID
 
 from google.protobuf.timestamp_pb2 import Timestamp
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from ..grpc_api import auth_pb2, chat_pb2, content_pb2
 from ..grpc_api.timestamps import from_timestamp
@@ -22,6 +23,32 @@ MAX_TEXT_CHARS = 10_000
 # Ids and seqs are PostgreSQL bigints. A bigger number cannot name anything, and protobuf refuses to carry it:
 # it is refused here, as a 422, instead of crashing deeper down.
 MAX_ID = 2**63 - 1
+# Text from a client holds no NUL character (U+0000), as this pattern says in the OpenAPI document.
+NO_NUL_PATTERN = "^[^\\u0000]*$"
+
+
+def without_nul(text: str) -> str:
+    if "\x00" in text:
+        raise ValueError("must not contain the NUL character (U+0000)")
+    return text
+
+
+# A post's or a media file's id is 24 hex digits (a MongoDB ObjectId), which the content service checks; this
+# bound only keeps absurd ones out: the service quotes a wrong id in its NOT_FOUND message, and a 10 000-character
+# id made that message larger than gRPC allows in metadata (RESOURCE_EXHAUSTED, a 500 instead of a 404).
+MAX_CONTENT_ID_CHARS = 64
+
+
+# Every text field of a request. Nobody types a NUL, and PostgreSQL cannot store one in a text column: a NUL in a
+# username, an e-mail address or a message body reached the auth or chat service and came back as a 500. It is
+# refused here (422, naming the field) for every field alike, the content service's too, so the API has one rule.
+Text = Annotated[str, AfterValidator(without_nul), Field(json_schema_extra={"pattern": NO_NUL_PATTERN})]
+ContentIdText = Annotated[
+    str,
+    StringConstraints(max_length=MAX_CONTENT_ID_CHARS),
+    AfterValidator(without_nul),
+    Field(json_schema_extra={"pattern": NO_NUL_PATTERN}),
+]
 
 
 class Request(BaseModel):
@@ -38,23 +65,23 @@ def time_of(timestamp: Timestamp) -> datetime:
 
 
 class RegisterBody(Request):
-    username: str = Field(max_length=200)
-    email: str = Field(max_length=320)
-    password: str = Field(max_length=1024)
-    display_name: str = Field(default="", max_length=200)
+    username: Text = Field(max_length=200)
+    email: Text = Field(max_length=320)
+    password: Text = Field(max_length=1024)
+    display_name: Text = Field(default="", max_length=200)
 
 
 class LoginBody(Request):
-    username: str = Field(max_length=200)
-    password: str = Field(max_length=1024)
+    username: Text = Field(max_length=200)
+    password: Text = Field(max_length=1024)
 
 
 class RefreshBody(Request):
-    refresh_token: str = Field(max_length=1024)
+    refresh_token: Text = Field(max_length=1024)
 
 
 class LogoutBody(Request):
-    refresh_token: str = Field(default="", max_length=1024)
+    refresh_token: Text = Field(default="", max_length=1024)
 
 
 class TokenPairOut(BaseModel):
@@ -95,12 +122,12 @@ class OpenChatBody(Request):
 class SendMessageBody(Request):
     # Chosen by the client once per message and sent again unchanged on a retry: a retry stores nothing new.
     client_message_id: UUID
-    body: str = Field(max_length=MAX_TEXT_CHARS)
+    body: Text = Field(max_length=MAX_TEXT_CHARS)
     reply_to_seq: int | None = Field(default=None, ge=1, le=MAX_ID)  # an earlier message of the same chat
 
 
 class EditMessageBody(Request):
-    body: str = Field(max_length=MAX_TEXT_CHARS)
+    body: Text = Field(max_length=MAX_TEXT_CHARS)
 
 
 class MarkReadBody(Request):
@@ -213,12 +240,12 @@ class NotificationOut(BaseModel):
 
 
 class CreatePostBody(Request):
-    text: str = Field(max_length=MAX_TEXT_CHARS)
-    media_ids: list[str] = Field(default_factory=list, max_length=10)
+    text: Text = Field(max_length=MAX_TEXT_CHARS)
+    media_ids: list[ContentIdText] = Field(default_factory=list, max_length=10)
 
 
 class CommentBody(Request):
-    text: str = Field(max_length=MAX_TEXT_CHARS)
+    text: Text = Field(max_length=MAX_TEXT_CHARS)
 
 
 class PostOut(BaseModel):

@@ -28,12 +28,15 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from loguru import logger
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .request_ids import current_request_id
 
 MEDIA_TYPE = "application/problem+json"
 TYPE_BASE = "https://messenger.example/problems/"
+# The name of the problem document's schema in the OpenAPI document (components/schemas).
+PROBLEM_SCHEMA = "Problem"
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,25 @@ class Problem(Exception):
         self.headers = headers or {}
 
 
+class ProblemFieldError(BaseModel):
+    """One refused part of an invalid request (a 422): where it is (``["body", "seq"]``) and what is wrong."""
+
+    location: list[str]
+    message: str
+
+
+class ProblemDocument(BaseModel):
+    """The body of every error response, as the OpenAPI document promises it (problem_document builds it)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str
+    request_id: str
+    errors: list[ProblemFieldError] | None = None  # a 422 for a request of the wrong shape names each refused part
+
+
 def problem_document(kind: ProblemKind, detail: str, instance: str, **extensions: Any) -> dict[str, Any]:
     """The JSON body of a problem (RFC 9457 members first, then ours)."""
     document = {"type": kind.type_uri, "title": kind.title, "status": kind.status, "detail": detail}
@@ -166,3 +188,33 @@ def install_problem_handlers(app: FastAPI) -> None:
             kind = ProblemKind(error.status_code, "http-error", HTTPStatus(error.status_code).phrase)
         detail = error.detail if isinstance(error.detail, str) else kind.title
         return problem_response(kind, detail, request.url.path, headers=error.headers)
+
+    document_problems(app)
+
+
+def document_problems(app: FastAPI) -> None:
+    """Say in the OpenAPI document what an error looks like: every error response (``default``, 4xx, 5xx) is a
+    problem document, ``application/problem+json`` with the Problem schema.
+
+    Without it the document promised nothing about errors, and a client generator (or schemathesis) could check
+    nothing either. FastAPI builds the document once; this adds the schema and the content to what it built.
+    """
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = build()
+        schema = ProblemDocument.model_json_schema(ref_template="#/components/schemas/{model}")
+        components = document.setdefault("components", {}).setdefault("schemas", {})
+        components.update(schema.pop("$defs", {}))
+        components[PROBLEM_SCHEMA] = schema
+        content = {MEDIA_TYPE: {"schema": {"$ref": f"#/components/schemas/{PROBLEM_SCHEMA}"}}}
+        for path_item in document.get("paths", {}).values():
+            for operation in path_item.values():
+                for status, response in operation.get("responses", {}).items():
+                    if status == "default" or status.startswith(("4", "5")):
+                        response["content"] = content
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -351,6 +351,59 @@ def test_an_id_too_big_for_a_bigint_is_a_422_not_a_crash(gateway: TestClient) ->
     problem_of(gateway.post(f"{API}/chats", json={"other_user_id": huge}, headers=headers), 422, "a huge user id")
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field"),
+    [
+        ("POST", "/auth/login", {"username": "ada\x00", "password": "correct horse battery"}, "username"),
+        ("POST", "/auth/register", {"username": "ada", "email": "a\x00@example.com", "password": "x" * 12}, "email"),
+        ("POST", "/auth/register", {"username": "ada", "email": "a@b.c", "password": "x" * 12, "display_name": "\x00"},
+         "display_name"),
+        ("GET", "/users/search?q=ad%00a", None, "q"),
+        ("POST", "/chats/{chat}/messages", {"client_message_id": str(uuid.uuid4()), "body": "hi\x00"}, "body"),
+        ("PATCH", "/chats/{chat}/messages/1", {"body": "\x00"}, "body"),
+        ("POST", "/posts", {"text": "a\x00b"}, "text"),
+        ("GET", "/posts?cursor=%00", None, "cursor"),
+    ],
+)  # fmt: skip
+def test_a_nul_in_any_text_is_a_422_not_a_500(
+    gateway: TestClient, method: str, path: str, body: dict[str, Any] | None, field: str
+) -> None:
+    """Found by tests/attacks: PostgreSQL cannot store a NUL, and one in a username, an address, a search or a
+    message reached the auth or chat service and came back as a 500."""
+    _alice, headers = sign_up(gateway, "alice")
+    bob, _ = sign_up(gateway, "bob")
+    chat_id = open_chat(gateway, headers, bob)
+    send(gateway, headers, chat_id, "first")
+    response = gateway.request(method, API + path.format(chat=chat_id), json=body, headers=headers)
+    document = problem_of(response, 422, f"a NUL in {field}")
+    assert field in document["detail"] and "NUL" in document["detail"], f"the detail names the field: {document}"
+
+
+def test_an_id_too_long_to_be_a_content_id_is_a_422_not_a_500(gateway: TestClient) -> None:
+    """Found by tests/attacks: the content service quotes a wrong id in its NOT_FOUND message, and a long id made
+    that message larger than gRPC metadata may be (RESOURCE_EXHAUSTED, answered 500)."""
+    _, headers = sign_up(gateway, "alice")
+    problem_of(gateway.get(f"{API}/posts/{'a' * 20_000}", headers=headers), 422, "a post id of 20 000 characters")
+    long_media = {"text": "a post", "media_ids": ["\x01" * 5_000]}
+    problem_of(gateway.post(f"{API}/posts", json=long_media, headers=headers), 422, "a media id of 5000 characters")
+    missing = gateway.get(f"{API}/posts/{'f' * 24}", headers=headers)
+    problem_of(missing, 404, "an id of the right length that names nothing is still a 404")
+
+
+def test_every_error_response_is_documented_as_a_problem_document(gateway: TestClient) -> None:
+    """The OpenAPI document says what an error looks like, so a client (and schemathesis) can check it."""
+    document = gateway.get("/openapi.json").json()
+    problem = document["components"]["schemas"]["Problem"]
+    assert set(problem["required"]) == PROBLEM_KEYS, f"the Problem schema requires every member: {problem}"
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            content = operation["responses"]["default"].get("content", {})
+            assert list(content) == [MEDIA_TYPE], f"{method.upper()} {path}: errors are {MEDIA_TYPE}: {content}"
+            assert content[MEDIA_TYPE]["schema"] == {"$ref": "#/components/schemas/Problem"}, (method, path)
+    refused = gateway.get(f"{API}/chats")
+    assert set(refused.json()) >= set(problem["required"]), "and a real error has what the schema requires"
+
+
 def test_a_token_in_a_url_never_reaches_the_gateway_log() -> None:
     from app.gateway.__main__ import HideQueryStrings
 
