@@ -150,9 +150,26 @@ def text_up_to(limit: int) -> Callable[[Any], str]:
             raise ValueError("must be a string")
         if len(value) > limit:
             raise OverflowError(f"is {len(value)} characters; the most accepted is {limit}")
+        # A NUL cannot be stored (PostgreSQL) and a lone surrogate ("\\ud800" in the JSON) cannot be sent on as
+        # UTF-8 (gRPC): either would fail a service call with an internal error. Neither is text a person wrote.
+        if "\x00" in value:
+            raise ValueError("must not contain the NUL character (U+0000)")
+        if not is_unicode_text(value):
+            raise ValueError("must be Unicode text; it holds a lone surrogate (such as \\ud800)")
         return value
 
     return check
+
+
+def is_unicode_text(text: str) -> bool:
+    """False for a string that holds a lone surrogate, which JSON can carry (``"\\ud800"``) but UTF-8 cannot."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 FieldRule = Callable[[Any], Any]
@@ -195,7 +212,7 @@ def client_message_id_in(text: str) -> UUID | None:
     """
     try:
         document = json.loads(text)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # not JSON, or JSON that Python will not hold (see parse_frame)
         return None
     if not isinstance(document, dict) or document.get("type") not in ("send", "reply"):
         return None
@@ -209,8 +226,16 @@ def client_message_id_in(text: str) -> UUID | None:
 
 
 def encode(frame: Mapping[str, Any]) -> str:
-    """A frame as the text sent on the socket (compact JSON, UTF-8 characters kept as they are)."""
-    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+    """A frame as the text sent on the socket (compact JSON, UTF-8 characters kept as they are).
+
+    What a client sent may come back in a frame: its ``ref``, or a field name in an error's message. A lone
+    surrogate there cannot be written as UTF-8, so such a frame is written with every non-ASCII character escaped
+    (``\\ud800``, as the client itself sent it): still the same JSON, and a frame the socket can send.
+    """
+    text = json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+    if is_unicode_text(text):
+        return text
+    return json.dumps(frame, separators=(",", ":"))
 
 
 def error_frame(

@@ -150,9 +150,26 @@ def text_up_to(limit: int) -> Callable[[Any], str]:
             raise ValueError("must be a string")
         if len(value) > limit:
             raise OverflowError(f"is {len(value)} characters; the most accepted is {limit}")
+        # A NUL cannot be stored (PostgreSQL) and a lone surrogate ("\\ud800" in the JSON) cannot be sent on as
+        # UTF-8 (gRPC): either would fail a service call with an internal error. Neither is text a person wrote.
+        if "\x00" in value:
+            raise ValueError("must not contain the NUL character (U+0000)")
+        if not is_unicode_text(value):
+            raise ValueError("must be Unicode text; it holds a lone surrogate (such as \\ud800)")
         return value
 
     return check
+
+
+def is_unicode_text(text: str) -> bool:
+    """False for a string that holds a lone surrogate, which JSON can carry (``"\\ud800"``) but UTF-8 cannot."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 FieldRule = Callable[[Any], Any]
@@ -182,13 +199,17 @@ COMMANDS: Mapping[str, tuple[type[Command], Mapping[str, FieldRule]]] = {
 def parse_frame(text: str) -> Command:
     """The command in one text frame; raises FrameError (never anything else) for a frame that is not one."""
     # exercise 07.4: turn a client's text frame into a typed command, or an error code
-    # hint: In this order: json.loads (json.JSONDecodeError → BAD_FRAME), a dict (else BAD_FRAME), then `ref`: absent/None, or a str of at most MAX_REF_CHARS (else BAD_FRAME). From here on, pass the ref into every FrameError: the client matches the error to its frame by it.
+    # hint: In this order: json.loads (a json.JSONDecodeError is BAD_FRAME, and so are a ValueError, a number of over 4300 digits, and a RecursionError, arrays nested a thousand deep: valid JSON that Python will not hold), a dict (else BAD_FRAME), then `ref`: absent/None, or a str of at most MAX_REF_CHARS (else BAD_FRAME). From here on, pass the ref into every FrameError: the client matches the error to its frame by it.
     # hint: `type` must be a str (BAD_FRAME) and a key of COMMANDS (UNKNOWN_TYPE). COMMANDS[type] gives the command class and its field rules; a key that is neither a field, "type" nor "ref" is BAD_FRAME, and so is a missing field.
     # hint: Run each rule on its value: a ValueError is BAD_FRAME, an OverflowError is TOO_LARGE; name the field in the message (f"{name} {error}"). Then build the class with the checked values and ref=ref.
     try:
         document = json.loads(text)
     except json.JSONDecodeError as error:
         raise FrameError(BAD_FRAME, f"a frame must be JSON; this one is not ({error.msg} at {error.pos})") from None
+    except (ValueError, RecursionError):
+        raise FrameError(
+            BAD_FRAME, "a frame must be JSON with no number over 4300 digits and no nesting this deep"
+        ) from None
     if not isinstance(document, dict):
         raise FrameError(BAD_FRAME, f"a frame must be a JSON object; got {type(document).__name__}")
     ref = document.get("ref")
@@ -226,7 +247,7 @@ def client_message_id_in(text: str) -> UUID | None:
     """
     try:
         document = json.loads(text)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # not JSON, or JSON that Python will not hold (see parse_frame)
         return None
     if not isinstance(document, dict) or document.get("type") not in ("send", "reply"):
         return None
@@ -240,8 +261,16 @@ def client_message_id_in(text: str) -> UUID | None:
 
 
 def encode(frame: Mapping[str, Any]) -> str:
-    """A frame as the text sent on the socket (compact JSON, UTF-8 characters kept as they are)."""
-    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+    """A frame as the text sent on the socket (compact JSON, UTF-8 characters kept as they are).
+
+    What a client sent may come back in a frame: its ``ref``, or a field name in an error's message. A lone
+    surrogate there cannot be written as UTF-8, so such a frame is written with every non-ASCII character escaped
+    (``\\ud800``, as the client itself sent it): still the same JSON, and a frame the socket can send.
+    """
+    text = json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+    if is_unicode_text(text):
+        return text
+    return json.dumps(frame, separators=(",", ":"))
 
 
 def error_frame(

@@ -42,6 +42,7 @@ from app.gateway.frames import (
     Send,
     Sync,
     client_message_id_in,
+    encode,
     parse_frame,
 )
 from app.gateway.hub import Hub, WsLimits, local_recipients
@@ -256,6 +257,10 @@ def test_a_valid_frame_becomes_its_typed_command() -> None:
         ('{"type":"send","ref":"r","chat_id":7,"client_message_id":"nope","body":"x"}', "a bad UUID"),
         ('{"type":"sync","ref":"r","chat_id":7,"after_seq":-1}', "a negative after_seq"),
         ('{"type":"ping","ref":' + '"' + "r" * 65 + '"}', "a ref longer than 64 characters"),
+        ('{"type":"sync","chat_id":' + "7" * 4301 + ',"after_seq":0}', "a number of 4301 digits (Python reads 4300)"),
+        ('{"type":"typing","chat_id":' + "[" * 5000 + "]" * 5000 + "}", "arrays nested 5000 deep"),
+        (f'{{"type":"send","chat_id":7,"client_message_id":"{A_UUID}","body":"a\\u0000b"}}', "a NUL in the body"),
+        (f'{{"type":"send","chat_id":7,"client_message_id":"{A_UUID}","body":"a\\ud800b"}}', "a lone surrogate"),
     ],
 )
 def test_a_malformed_frame_is_a_bad_frame(text: str, why: str) -> None:
@@ -292,6 +297,35 @@ def test_a_refused_send_frame_still_names_its_valid_client_message_id() -> None:
     assert client_message_id_in('{"type":"send","client_message_id":"nope"}') is None, "a bad UUID names nothing"
     assert client_message_id_in(f'{{"type":"edit","client_message_id":"{A_UUID}"}}') is None, "only a send has one"
     assert client_message_id_in("{not json") is None, "text that is not JSON names nothing"
+    assert client_message_id_in('{"type":"send","x":' + "1" * 4301 + "}") is None, "nor JSON Python cannot read"
+
+
+def test_a_frame_can_carry_back_a_ref_that_utf8_cannot_hold() -> None:
+    """A ref with a lone surrogate (the JSON escape \\ud800) is echoed as the client sent it, in a sendable frame."""
+    text = encode({"type": "pong", "ref": "a\ud800b"})
+    text.encode("utf-8")  # what the socket does with it: it must not raise
+    assert json.loads(text) == {"type": "pong", "ref": "a\ud800b"}, f"the ref must come back unchanged: {text}"
+    assert encode({"type": "pong", "ref": "é"}) == '{"type":"pong","ref":"é"}', "other text is kept as it is"
+
+
+def test_uvicorns_error_about_a_clients_invalid_utf8_is_logged_as_a_warning() -> None:
+    """uvicorn logs a client's text frame of invalid UTF-8 at ERROR with a traceback; the gateway makes it a WARNING."""
+    import logging
+    import sys
+
+    from app.gateway.__main__ import ClientMistakesAreWarnings
+
+    try:
+        b"\xff".decode()
+    except UnicodeDecodeError:
+        exc_info = sys.exc_info()
+    record = logging.LogRecord(
+        "uvicorn.error", logging.ERROR, __file__, 1, "Invalid UTF-8 sequence received from client.", None, exc_info
+    )
+    assert ClientMistakesAreWarnings().filter(record), "the line is kept"
+    assert (record.levelno, record.levelname, record.exc_info) == (logging.WARNING, "WARNING", None), record
+    ours = logging.LogRecord("uvicorn.error", logging.ERROR, __file__, 1, "Exception in ASGI application", None, None)
+    assert ClientMistakesAreWarnings().filter(ours) and ours.levelno == logging.ERROR, "our own faults stay errors"
 
 
 # 07.5 — the bounded outgoing queue -----------------------------------------------------------------------------
@@ -689,6 +723,30 @@ def test_a_malformed_frame_gets_an_error_and_the_connection_still_works(
     assert wrong["code"] == "bad_frame" and "chat_id" in wrong["message"], f"a wrong field type: {wrong}"
     assert binary["code"] == "bad_frame", f"a binary frame must be bad_frame; got {binary}"
     assert pong == {"type": "pong", "ref": "still"} and ack["seq"] >= 1, "the connection must survive those errors"
+
+
+def test_frames_python_cannot_read_or_services_cannot_store_get_an_error_not_a_1011(
+    gateway: TestClient, pair: tuple[tuple[int, str], tuple[int, str], int]
+) -> None:
+    """Found by tests/attacks: each of these closed the socket with 1011 or was answered `internal`."""
+    (_, a_token), _, chat_id = pair
+    with signed_in(gateway, a_token) as ws:
+        ws.send_text('{"type":"sync","ref":"n","chat_id":' + "7" * 5000 + ',"after_seq":0}')
+        huge = until(ws, of_type("error"), "the error for a number of 5000 digits")
+        ws.send_text('{"type":"typing","ref":"d","chat_id":' + "[" * 5000 + "]" * 5000 + "}")
+        deep = until(ws, of_type("error"), "the error for nesting 5000 deep")
+        ws.send_text('{"type":"ping","ref":"\\ud800"}')
+        pong = until(ws, of_type("pong"), "the pong to a ping whose ref holds a lone surrogate")
+        ws.send_text('{"type":"ping","ref":"f","\\ud800":1}')
+        field = until(ws, of_type("error", ref="f"), "the error naming a field that holds a lone surrogate")
+        ws.send_json({"type": "send", "ref": "z", "chat_id": chat_id, "client_message_id": A_UUID, "body": "a\x00b"})
+        nul = until(ws, of_type("error", ref="z"), "the error for a NUL in a body")
+        ws.send_json({"type": "ping", "ref": "still"})
+        still = until(ws, of_type("pong"), "the pong after them all")
+    assert (huge["code"], deep["code"], field["code"], nul["code"]) == ("bad_frame",) * 4, [huge, deep, field, nul]
+    assert pong["ref"] == "\ud800", f"the ref comes back as it was sent: {pong}"
+    assert "body" in nul["message"] and nul["client_message_id"] == A_UUID, nul
+    assert still == {"type": "pong", "ref": "still"}, "the connection must survive every one of them"
 
 
 def test_an_oversized_frame_closes_with_1009(gateway: TestClient) -> None:
