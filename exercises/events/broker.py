@@ -80,6 +80,10 @@ class Delivery:
         """Done: the broker forgets the message."""
         self.channel.basic_ack(delivery_tag=self.delivery_tag)
 
+    def ack_up_to_here(self) -> None:
+        """Done, with every delivery before it on this channel: one ack frame for a whole batch (multiple=True)."""
+        self.channel.basic_ack(delivery_tag=self.delivery_tag, multiple=True)
+
     def retry(self) -> None:
         """Not done: the broker delivers the message again (to this or another consumer)."""
         self.channel.basic_reject(delivery_tag=self.delivery_tag, requeue=True)

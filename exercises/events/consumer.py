@@ -22,6 +22,8 @@ from .reconnect import Backoff, run_with_reconnect
 # Declares the queue (and whatever it needs) on a channel, and returns the queue's name.
 DeclareQueue = Callable[[Any], str]
 DeliveryHandler = Callable[[Delivery], None]
+# Takes every delivery that one wait brought, in order: a consumer that can settle them together (one ack for all).
+BatchHandler = Callable[[list[Delivery]], None]
 
 
 class QueueConsumer:
@@ -33,16 +35,20 @@ class QueueConsumer:
         *,
         name: str,
         declare: DeclareQueue,
-        on_delivery: DeliveryHandler,
+        on_delivery: DeliveryHandler | None = None,
+        on_batch: BatchHandler | None = None,
         prefetch: int = 20,
         poll_seconds: float = 0.2,
         backoff: Backoff | None = None,
     ) -> None:
         if prefetch < 1:
             raise ValueError(f"prefetch must be at least 1; got {prefetch}")
+        if (on_delivery is None) == (on_batch is None):
+            raise ValueError("give a consumer on_delivery (one at a time) or on_batch (what each wait brought)")
         self._rabbitmq_url = rabbitmq_url
         self._declare = declare
         self._on_delivery = on_delivery
+        self._on_batch = on_batch
         self._prefetch = prefetch
         self._poll_seconds = poll_seconds
         self._backoff = backoff or Backoff()
@@ -75,11 +81,22 @@ class QueueConsumer:
         channel.basic_qos(prefetch_count=self._prefetch)
         self.queue = self._declare(channel)
 
+        arrived: list[Delivery] = []
+
         def deliver(channel: Any, method: Any, properties: Any, body: bytes) -> None:
-            self._on_delivery(Delivery.from_pika(channel, method, properties, body))
+            delivery = Delivery.from_pika(channel, method, properties, body)
+            if self._on_delivery is not None:
+                self._on_delivery(delivery)
+            else:
+                arrived.append(delivery)
 
         channel.basic_consume(queue=self.queue, on_message_callback=deliver)
         self.sessions += 1
         self.consuming.set()
         while not stop.is_set():
+            # Returns as soon as deliveries arrived (or the time is up), after handing each to deliver().
             connection.process_data_events(time_limit=self._poll_seconds)
+            if arrived and self._on_batch is not None:
+                batch = arrived.copy()
+                arrived.clear()
+                self._on_batch(batch)

@@ -27,6 +27,9 @@ class CreatedMessage:
     seq: int
     sender_id: int
     body: str
+    # The chat's two users, when the event carries them (the chat service's events do: EVENT_PAYLOAD). A private
+    # chat's members never change, so the notifier needs no query to learn them.
+    members: tuple[int, int] | None = None
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> CreatedMessage:
@@ -41,7 +44,17 @@ class CreatedMessage:
         body = payload.get("body")
         if not isinstance(body, str):
             raise MalformedEvent(f"a message.created payload needs body as a string; got {body!r}")
-        return cls(chat_id=numbers["chat_id"], seq=numbers["seq"], sender_id=numbers["sender_id"], body=body)
+        members = payload.get("members")
+        pair = None
+        if isinstance(members, list) and len(members) == 2 and all(_is_id(member) for member in members):
+            pair = (int(members[0]), int(members[1]))
+        return cls(
+            chat_id=numbers["chat_id"], seq=numbers["seq"], sender_id=numbers["sender_id"], body=body, members=pair
+        )
+
+
+def _is_id(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def recipient_of(members: tuple[int, int], sender_id: int, chat_id: int) -> int:

@@ -29,7 +29,8 @@ class Notifier:
         if event.topic != MESSAGE_CREATED:
             return None
         message = CreatedMessage.from_payload(event.payload)
-        members = self._chats.members(message.chat_id)
+        # The event names the members (one query less per message); an older event without them is looked up.
+        members = message.members or self._chats.members(message.chat_id)
         if members is None:
             raise UnknownChat(f"event {event.event_id} is about chat {message.chat_id}, which does not exist")
         recipient = recipient_of(members, message.sender_id, message.chat_id)

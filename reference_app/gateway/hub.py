@@ -173,8 +173,10 @@ class Hub:
         url, exchange = settings.rabbitmq.url, settings.rabbitmq.exchange
         self.signals = SignalPublisher(url, exchange)
         self.nodes = (
-            GatewayNode(url, exchange, self._from_broker, name="gateway-node-messages", binding=MESSAGE_EVENTS),
-            GatewayNode(url, exchange, self._from_broker, name="gateway-node-signals", binding=SIGNAL_EVENTS),
+            GatewayNode(
+                url, exchange, on_events=self._from_broker, name="gateway-node-messages", binding=MESSAGE_EVENTS
+            ),
+            GatewayNode(url, exchange, on_events=self._from_broker, name="gateway-node-signals", binding=SIGNAL_EVENTS),
         )
 
     # Lifecycle -------------------------------------------------------------------------------------------------
@@ -360,11 +362,17 @@ class Hub:
 
     # Delivery --------------------------------------------------------------------------------------------------
 
-    def _from_broker(self, event: Event) -> None:
-        """Runs in a consumer thread: hand the event to the loop, where the registry lives. Never blocks."""
+    def _from_broker(self, events: list[Event]) -> None:
+        """Runs in a consumer thread: hand a batch of events to the loop, where the registry lives, in ONE hop.
+        Never blocks."""
         loop = self._loop
         if loop is not None and not self._stop.is_set():
-            loop.call_soon_threadsafe(self.deliver, event)
+            loop.call_soon_threadsafe(self.deliver_all, events)
+
+    def deliver_all(self, events: list[Event]) -> None:
+        """:meth:`deliver` each event, in order. On the loop."""
+        for event in events:
+            self.deliver(event)
 
     def deliver(self, event: Event) -> int:
         """Offer an event's frame to every local connection it is for; returns how many took it. On the loop."""
