@@ -1,0 +1,90 @@
+"""What the attack tests share besides fixtures: the gateway served by uvicorn, and a collector of ERROR logs."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import uvicorn
+from fastapi import FastAPI
+
+from workbook.isolated import free_port
+
+
+def wait_for_port(port: int, what: str, *, seconds: float = 15.0) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the {what} did not start listening on port {port} in {seconds:g} s") from None
+            time.sleep(0.05)
+
+
+@dataclass
+class ErrorLog:
+    """What was logged at ERROR or above while it was attached: loguru's records and the standard library's."""
+
+    lines: list[str] = field(default_factory=list)
+
+    def clear(self) -> None:
+        self.lines.clear()
+
+
+class _Collect(logging.Handler):
+    def __init__(self, log: ErrorLog) -> None:
+        super().__init__(level=logging.ERROR)
+        self.log = log
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.log.lines.append(f"{record.name}: {record.getMessage()}")
+
+
+def collect_errors(log: ErrorLog) -> logging.Handler:
+    """A standard-library logging handler that adds every record at ERROR or above to ``log``."""
+    return _Collect(log)
+
+
+@dataclass(frozen=True)
+class Served:
+    """A gateway app served by uvicorn on a free port of 127.0.0.1."""
+
+    app: FastAPI
+    port: int
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+
+@contextmanager
+def serve(app: FastAPI, *, ws_max_size: int) -> Iterator[Served]:
+    """Serve ``app`` with uvicorn from a thread, as ``python -m reference_app.gateway`` does (same ws_max_size)."""
+    port = free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_config=None, ws_max_size=ws_max_size, lifespan="on", access_log=False
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="attack-gateway", daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise AssertionError("the gateway did not start under uvicorn (its log is above)")
+            time.sleep(0.02)
+        yield Served(app, port)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
