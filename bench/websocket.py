@@ -32,6 +32,7 @@ import json
 import os
 import platform
 import resource
+import ssl
 import sys
 import tempfile
 import time
@@ -166,8 +167,8 @@ def app_token_issuer(state_dir: Path, settings: Settings) -> TokenIssuer:
     return TokenIssuer(private_key, issuer=settings.jwt.issuer, audience=settings.jwt.audience, ttl_seconds=3600)
 
 
-async def connect(ws_url: str, token: str) -> ClientConnection:
-    socket_ = await websockets.connect(ws_url, max_size=2**20, open_timeout=ANSWER_SECONDS)
+async def connect(ws_url: str, token: str, ssl_context: ssl.SSLContext | None = None) -> ClientConnection:
+    socket_ = await websockets.connect(ws_url, max_size=2**20, open_timeout=ANSWER_SECONDS, ssl=ssl_context)
     await socket_.send(json.dumps({"type": "auth", "token": token}))
     while True:
         frame = json.loads(await asyncio.wait_for(socket_.recv(), ANSWER_SECONDS))
@@ -177,10 +178,12 @@ async def connect(ws_url: str, token: str) -> ClientConnection:
             raise RuntimeError(f"the gateway refused a client: {frame}")
 
 
-async def warm_up(ws_url: str, issuer: TokenIssuer, postgres_url: str) -> None:
+async def warm_up(
+    ws_url: str, issuer: TokenIssuer, postgres_url: str, ssl_context: ssl.SSLContext | None = None
+) -> None:
     """One chat, one message, both sockets closed: the gateway's one-time costs are paid before memory is read."""
     (sender, chat_id), (receiver, _) = make_users_and_chats(postgres_url, 2)
-    sockets = [await connect(ws_url, issuer.issue(user_id).token) for user_id in (sender, receiver)]
+    sockets = [await connect(ws_url, issuer.issue(user_id).token, ssl_context) for user_id in (sender, receiver)]
     frame = {"type": "send", "chat_id": chat_id, "client_message_id": str(uuid.uuid4()), "body": "warm-up"}
     await sockets[0].send(json.dumps(frame))
     while json.loads(await asyncio.wait_for(sockets[1].recv(), ANSWER_SECONDS))["type"] != "message.created":
@@ -199,14 +202,17 @@ async def run_one(
     postgres_url: str,
     gateway_pid: int,
     on_sending: Callable[[], object] | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> Row:
     placed = make_users_and_chats(postgres_url, clients_wanted)
-    await warm_up(ws_url, issuer, postgres_url)
+    await warm_up(ws_url, issuer, postgres_url, ssl_context)
     rss_idle = rss_bytes(gateway_pid)
     clients: list[Client] = []
     for start in range(0, len(placed), CONNECT_BATCH):
         batch = placed[start : start + CONNECT_BATCH]
-        sockets = await asyncio.gather(*(connect(ws_url, issuer.issue(user_id).token) for user_id, _ in batch))
+        sockets = await asyncio.gather(
+            *(connect(ws_url, issuer.issue(user_id).token, ssl_context) for user_id, _ in batch)
+        )
         clients += [Client(user_id, chat_id, s) for (user_id, chat_id), s in zip(batch, sockets, strict=True)]
     await asyncio.sleep(1.0)  # presence pushes settle
     rss_connected = rss_bytes(gateway_pid)
