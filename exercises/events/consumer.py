@@ -11,10 +11,13 @@ again (``redelivered`` set): one more reason why every consumer must be idempote
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
+
+import pika.exceptions
 
 from .broker import Delivery, close_quietly, connect
 from .reconnect import Backoff, run_with_reconnect
@@ -26,8 +29,37 @@ DeliveryHandler = Callable[[Delivery], None]
 BatchHandler = Callable[[list[Delivery]], None]
 
 
+class AcksAtTheEnd:
+    """The channel as one burst of deliveries sees it: their acks wait for the end of the burst, then go as ONE
+    frame (multiple=True); rejections (retry, dead-letter) go at once.
+
+    Every delivery of a burst is settled before the burst ends (the handler runs for each, in order), so one ack of
+    the highest acked tag covers exactly the acked ones: a rejected delivery is no longer outstanding, and is not
+    acked with them.
+    """
+
+    def __init__(self, channel: Any) -> None:
+        self._channel = channel
+        self._last_acked: int | None = None
+
+    def basic_ack(self, delivery_tag: int, multiple: bool = False) -> None:
+        self._last_acked = max(self._last_acked or 0, delivery_tag)
+
+    def basic_reject(self, delivery_tag: int, requeue: bool) -> None:
+        self._channel.basic_reject(delivery_tag=delivery_tag, requeue=requeue)
+
+    def flush(self) -> None:
+        if self._last_acked is not None:
+            self._channel.basic_ack(delivery_tag=self._last_acked, multiple=True)
+            self._last_acked = None
+
+
 class QueueConsumer:
-    """Consumes one queue in sessions, until stopped; ``queue`` and ``sessions`` say what it is doing."""
+    """Consumes one queue in sessions, until stopped; ``queue`` and ``sessions`` say what it is doing.
+
+    ``ack_in_batches``: ``on_delivery`` still settles each delivery, but the acks of one burst leave together
+    (``AcksAtTheEnd``): the notifier's handling is idempotent, so a crash before the frame only means a redelivery.
+    """
 
     def __init__(
         self,
@@ -40,6 +72,7 @@ class QueueConsumer:
         prefetch: int = 20,
         poll_seconds: float = 0.2,
         backoff: Backoff | None = None,
+        ack_in_batches: bool = False,
     ) -> None:
         if prefetch < 1:
             raise ValueError(f"prefetch must be at least 1; got {prefetch}")
@@ -49,6 +82,7 @@ class QueueConsumer:
         self._declare = declare
         self._on_delivery = on_delivery
         self._on_batch = on_batch
+        self._ack_in_batches = ack_in_batches
         self._prefetch = prefetch
         self._poll_seconds = poll_seconds
         self._backoff = backoff or Backoff()
@@ -82,9 +116,10 @@ class QueueConsumer:
         self.queue = self._declare(channel)
 
         arrived: list[Delivery] = []
+        acks = AcksAtTheEnd(channel) if self._ack_in_batches else None
 
         def deliver(channel: Any, method: Any, properties: Any, body: bytes) -> None:
-            delivery = Delivery.from_pika(channel, method, properties, body)
+            delivery = Delivery.from_pika(acks or channel, method, properties, body)
             if self._on_delivery is not None:
                 self._on_delivery(delivery)
             else:
@@ -95,7 +130,15 @@ class QueueConsumer:
         self.consuming.set()
         while not stop.is_set():
             # Returns as soon as deliveries arrived (or the time is up), after handing each to deliver().
-            connection.process_data_events(time_limit=self._poll_seconds)
+            try:
+                connection.process_data_events(time_limit=self._poll_seconds)
+            except BaseException:
+                if acks is not None:  # a handler raised: what was handled before it stays handled, if we can say so
+                    with contextlib.suppress(pika.exceptions.AMQPError):
+                        acks.flush()
+                raise
+            if acks is not None:
+                acks.flush()
             if arrived and self._on_batch is not None:
                 batch = arrived.copy()
                 arrived.clear()

@@ -51,7 +51,7 @@ class NotifierConsumer(QueueConsumer):
         self.settled = 0  # deliveries settled (acked, retried or dead-lettered) since start
         super().__init__(
             rabbitmq_url, name=name, declare=self._declare_queue, on_delivery=self._settle_and_count,
-            prefetch=prefetch, backoff=backoff,
+            prefetch=prefetch, backoff=backoff, ack_in_batches=True,
         )  # fmt: skip
 
     def _declare_queue(self, channel: Any) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from reference_app.events.broker import Delivery
+from reference_app.events.consumer import AcksAtTheEnd
 from reference_app.events.envelope import Event, encode_event
 from reference_app.events.gateway_node import GatewayNode
 from reference_app.events.notifications import NewNotification, Notification
@@ -123,3 +124,16 @@ def test_a_node_takes_one_handler_or_the_other() -> None:
         GatewayNode("amqp://unused", "x")
     with pytest.raises(ValueError):
         GatewayNode("amqp://unused", "x", print, on_events=print)
+
+
+def test_a_bursts_acks_leave_as_one_frame_after_its_rejections() -> None:
+    channel = Channel()
+    acks = AcksAtTheEnd(channel)
+    for tag, settle in ((1, "ack"), (2, "retry"), (3, "ack"), (4, "dead"), (5, "ack")):
+        seen = delivery(acks, tag, b"{}")  # type: ignore[arg-type]
+        {"ack": seen.ack, "retry": seen.retry, "dead": seen.dead_letter}[settle]()
+    assert channel.calls == [("reject", 2, True), ("reject", 4, False)], "rejections go at once, acks wait"
+    acks.flush()
+    assert channel.calls[-1] == ("ack", 5, True), "one frame acks 1, 3 and 5 (2 and 4 are no longer outstanding)"
+    acks.flush()
+    assert len(channel.calls) == 3, "nothing more to ack: no second frame"
