@@ -289,6 +289,7 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=200, help="messages per second, all senders together")
     parser.add_argument("--seconds", type=float, default=20.0, help="how long each N sends")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--app-root", type=Path, default=REPO_ROOT / "reference_app", help="another copy of the app")
     arguments = parser.parse_args()
     # A thousand sockets on each side: raise this process's open-file limit (the app's processes inherit it).
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -306,7 +307,7 @@ def main() -> None:
         with (
             tempfile.TemporaryDirectory(prefix="bench-ws-") as workdir,
             isolated_app(
-                REPO_ROOT / "reference_app",
+                arguments.app_root.resolve(),
                 run_id=f"bench_ws_{os.getpid()}",
                 redis_db=REDIS_DB_BENCHMARK,
                 state_dir=Path(workdir),
