@@ -1,9 +1,9 @@
 """Where the CPU goes: every process of the app sampled by py-spy while the WebSocket benchmark loads it.
 
-    python bench/profile.py                              # 200 clients, 400 messages/s, 15 s, two gateway nodes
+    python bench/profile.py                              # 200 clients, 400 messages/s, 15 s, two nodes, TLS
     python bench/profile.py --rate 200 --gateways 1      # another load
 
-The app runs as under ``make start GATEWAYS=2`` (its processes on free ports, data of its own). When the senders
+The app runs as under ``make start GATEWAYS=2 TLS=1`` (its processes on free ports, data of its own). When the senders
 start, py-spy samples each process of ours (100 times a second, without pausing it: ``--nonblocking``) and
 ``/proc/PID/stat`` gives each one's CPU time over the same window. It writes, under bench/results/profile/:
 
@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import json
 import os
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -76,6 +77,7 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=400, help="messages per second, all senders together")
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--gateways", type=int, default=2)
+    parser.add_argument("--no-tls", action="store_true", help="plain text (the default profiles with TLS)")
     parser.add_argument("--output", type=Path, default=OUTPUT)
     arguments = parser.parse_args()
     arguments.output.mkdir(parents=True, exist_ok=True)
@@ -93,6 +95,7 @@ def main() -> None:
             state_dir=Path(workdir),
             env=env,
             gateways=arguments.gateways,
+            tls=not arguments.no_tls,
         ) as app,
     ):
         pids = {record.name: record.pid for record in app.runner.records() if record.name.startswith(OURS)}
@@ -128,6 +131,7 @@ def main() -> None:
                 app.settings.postgres.url,
                 gateway_pid,
                 on_sending=start_sampling,
+                ssl_context=None if app.ca_file is None else ssl.create_default_context(cafile=str(app.ca_file)),
             )
         )
         for spy in spies:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+import uvloop
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import SERVICE_NAME as HEALTH_SERVICE_NAME
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]  # grpc-stubs predate health.aio
@@ -130,4 +131,6 @@ def run_service(name: str, serve: Callable[[Settings], Coroutine[Any, Any, None]
         except asyncio.CancelledError:
             logger.info("stopped")
 
-    asyncio.run(main())
+    # uvloop: libuv's event loop, the one the gateway runs on too (grpc.aio's callbacks are most of a call's cost).
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main())
