@@ -90,6 +90,7 @@ protos: install
 bench: services-up
 	$(PY) bench/data_layer.py
 	$(PY) bench/websocket.py
+	$(PY) bench/capacity.py
 
 # The web client (client/, served by the gateway at /): `npm ci` only when node_modules is missing or
 # package-lock.json changed, `npm run build` only when a source is newer than the last build. A second run does nothing.
