@@ -93,15 +93,19 @@ def uvicorn_tls_options(settings: TlsFiles) -> dict[str, str]:
     return {"ssl_certfile": str(settings.tls_cert_file), "ssl_keyfile": str(settings.tls_key_file)}
 
 
-def require_tls_in_production(settings: Settings) -> None:
-    """Refuse to start a prod service without TLS: every connection there is encrypted and authenticated."""
+def require_tls_in_production(settings: Settings, *, serves_http: bool) -> None:
+    """Refuse to start a prod service without TLS: every connection there is encrypted and authenticated.
+
+    Every service needs the gRPC files (it serves gRPC, or calls it); only the gateway (``serves_http``) the HTTP one.
+    """
     if settings.env is not Environment.PROD:
         return
     needed = {
-        env_var_name("http", "tls_cert_file"): settings.http.tls_cert_file,
         env_var_name("grpc", "tls_cert_file"): settings.grpc.tls_cert_file,
         env_var_name("grpc", "tls_ca_file"): settings.grpc.tls_ca_file,
     }
+    if serves_http:
+        needed[env_var_name("http", "tls_cert_file")] = settings.http.tls_cert_file
     missing = [name for name, value in needed.items() if value is None]
     if missing:
         raise ConfigError(f"{', '.join(missing)} required when APP_ENV=prod: TLS is not optional there")

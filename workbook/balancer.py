@@ -108,9 +108,15 @@ resolvers dns
         else ""
     )
     lookup = " resolvers dns init-addr libc,none" if resolver else ""
+
     # Towards a node over TLS: its certificate must be signed by our authority (the health checks use TLS too).
-    to_node = f" ssl verify required ca-file {tls.ca_file}" if tls else ""
-    servers = "\n".join(f"    server {node.name} {node.host}:{node.port}{lookup}{to_node}" for node in nodes)
+    def to_node(node: Node) -> str:
+        # The chain must lead to our authority, and the certificate must be for the name we connect to. HAProxy's
+        # verifyhost compares DNS names only, so a node on the loopback address is checked as "localhost".
+        name = "localhost" if node.host in ("127.0.0.1", "::1") else node.host
+        return f" ssl verify required ca-file {tls.ca_file} verifyhost {name}" if tls else ""
+
+    servers = "\n".join(f"    server {node.name} {node.host}:{node.port}{lookup}{to_node(node)}" for node in nodes)
     bind_tls = f" ssl crt {tls.certificate} alpn http/1.1" if tls else ""
     return f"""\
 # The messenger's load balancer: HAProxy in front of {len(nodes)} gateway nodes.
@@ -142,9 +148,12 @@ defaults
 {dns}
 frontend messenger
     bind {bind_host}:{bind_port}{bind_tls}
-    # The nodes see the client's address in X-Forwarded-For (uvicorn trusts it from the balancer's address):
+    # The nodes see the client's address in X-Forwarded-For (uvicorn believes it from the balancer's address):
     # without it every client would look like the balancer, and one per-address sign-in limit would hold them all.
-    option forwardfor
+    # SET, not added to: a client's own X-Forwarded-For (any address it likes) must never reach a node, nor its
+    # X-Forwarded-Proto (the scheme the app believes).
+    http-request set-header X-Forwarded-For %[src]
+    http-request set-header X-Forwarded-Proto {"https" if tls else "http"}
     default_backend gateways
 
 backend gateways

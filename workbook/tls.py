@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import trustme
+from cryptography import x509
 
 from reference_app.config import env_var_name
 
@@ -47,11 +48,25 @@ class LocalTls:
         }
 
 
+def names_of(cert_file: Path) -> set[str]:
+    """The names (DNS names and IP addresses) the first certificate of a PEM file is for."""
+    certificate = x509.load_pem_x509_certificates(cert_file.read_bytes())[0]
+    try:
+        alternative = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return set()
+    return {str(name.value) for name in alternative}
+
+
 def local_tls(state_dir: Path, names: Sequence[str] = NAMES) -> LocalTls:
     """The authority and the server's certificate (for ``names``) in ``state_dir/tls``: the ones there, or new."""
     folder = state_dir / "tls"
     tls = LocalTls(folder / "ca.pem", folder / "server.pem", folder / "server.key")
-    if all(path.exists() for path in (tls.ca_file, tls.cert_file, tls.key_file, tls.combined_file)):
+    made = all(path.exists() for path in (tls.ca_file, tls.cert_file, tls.key_file, tls.combined_file))
+    # A certificate without a name asked for now would fail every hostname check: then a new authority and one.
+    if made and set(names) <= names_of(tls.cert_file):
+        for private in (tls.key_file, tls.combined_file):
+            private.chmod(0o600)  # as made, whatever happened to the files since
         return tls
     folder.mkdir(parents=True, exist_ok=True)
     authority = trustme.CA(organization_name="Messenger Workbook local authority")

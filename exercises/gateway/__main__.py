@@ -105,7 +105,7 @@ class GatewayServer(uvicorn.Server):
 def main() -> None:
     try:
         settings = load_settings()
-        require_tls_in_production(settings)
+        require_tls_in_production(settings, serves_http=True)
         tls = uvicorn_tls_options(settings.http)  # HTTPS and wss:// when a certificate is set
     except ConfigError as error:
         print(f"{SERVICE}: configuration error: {error}", file=sys.stderr)

@@ -358,9 +358,14 @@ class Hub:
             loop.call_soon_threadsafe(self.deliver_all, events)
 
     def deliver_all(self, events: list[Event]) -> None:
-        """:meth:`deliver` each event, in order. On the loop."""
+        """:meth:`deliver` each event, in order. On the loop. One that fails is logged; the rest still go."""
         for event in events:
-            self.deliver(event)
+            try:
+                self.deliver(event)
+            except Exception:
+                logger.exception(
+                    "could not deliver event {} ({}); the clients catch up by seq", event.event_id, event.topic
+                )
 
     def deliver(self, event: Event) -> int:
         """Offer an event's frame to every local connection it is for; returns how many took it. On the loop."""

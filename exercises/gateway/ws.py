@@ -240,7 +240,13 @@ class Session:
         except Problem as problem:
             answer = error_for_problem(problem, command)
         except grpc.aio.AioRpcError as error:
-            answer = error_for_problem(problem_for_rpc_error(error), command)
+            refused = problem_for_rpc_error(error)
+            if refused.kind is UNAUTHENTICATED:
+                # The services no longer accept this socket's token (revoked at logout): the socket ends with it,
+                # as it does at the token's expiry. The client logs in again and reconnects.
+                self._connection.close(CLOSE_UNAUTHENTICATED, "the access token is no longer valid; log in again")
+                return
+            answer = error_for_problem(refused, command)
         if answer is not None:
             self._reply(answer)
 

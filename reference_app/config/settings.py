@@ -72,8 +72,9 @@ class HttpSettings(TlsFiles):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     max_body_bytes: int = Field(default=1_048_576, gt=0)
-    # Whose X-Forwarded-For header names the client: the load balancer's address (comma-separated, or "*" where
-    # only the balancer can reach the gateway). Anyone else could write any address into it.
+    # Whose X-Forwarded-For header names the client: the load balancer's address (comma-separated; "*" only where
+    # nothing but the balancer can reach the gateway, and the balancer SETS the header rather than adding to a
+    # client's: workbook/balancer.py). From anyone else, the header is any address they like.
     forwarded_allow_ips: str = "127.0.0.1"
 
 

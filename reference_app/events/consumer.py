@@ -78,6 +78,8 @@ class QueueConsumer:
             raise ValueError(f"prefetch must be at least 1; got {prefetch}")
         if (on_delivery is None) == (on_batch is None):
             raise ValueError("give a consumer on_delivery (one at a time) or on_batch (what each wait brought)")
+        if ack_in_batches and on_batch is not None:
+            raise ValueError("ack_in_batches is for on_delivery: an on_batch handler settles its batch itself")
         self._rabbitmq_url = rabbitmq_url
         self._declare = declare
         self._on_delivery = on_delivery

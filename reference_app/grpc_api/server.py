@@ -113,7 +113,7 @@ def run_service(name: str, serve: Callable[[Settings], Coroutine[Any, Any, None]
     """
     try:
         settings = load_settings()
-        require_tls_in_production(settings)
+        require_tls_in_production(settings, serves_http=False)
         grpc_server_tls(settings.grpc)  # a key readable by others, or a missing file, stops it here
     except ConfigError as error:
         print(f"{name}: configuration error: {error}", file=sys.stderr)

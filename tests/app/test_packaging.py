@@ -365,8 +365,14 @@ def test_the_balancer_runs_the_runners_configuration_for_the_gateway_services(tm
         assert services[name]["environment"]["MESSENGER_GATEWAY_NODE"] == name, f"{name} should know its name"
         assert f"server {name} {name}:8000 " in printed, f"the balancer should send clients to {name}"
     assert "bind 0.0.0.0:8000 ssl crt /certs/tls/server-and-key.pem" in printed and "timeout tunnel 1h" in printed
-    assert f"ssl verify required ca-file {CA_FILE}" in printed, "to the nodes over TLS, trusting our authority only"
-    assert "option forwardfor" in printed, "the nodes must see the client's address, not the balancer's"
+    for name in GATEWAYS:
+        assert f"ssl verify required ca-file {CA_FILE} verifyhost {name}" in printed, (
+            f"to {name} over TLS, trusting our authority only, and only a certificate for {name}"
+        )
+    assert "http-request set-header X-Forwarded-For %[src]" in printed, (
+        "the nodes must see the client's address, and never an address the client wrote itself"
+    )
+    assert "http-request set-header X-Forwarded-Proto https" in printed
     # The certs service's files, made here where the volume would be mounted: haproxy -c opens them.
     tls = local_tls(tmp_path)
     config = tmp_path / "haproxy.cfg"

@@ -22,6 +22,7 @@ from app.grpc_api import auth_pb2, auth_pb2_grpc, chat_pb2, chat_pb2_grpc, conte
 from app.grpc_api.identity import Unauthenticated, proven_user_id
 from app.grpc_api.server import start_server
 from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
 from test_07_http import API, open_chat, send, sign_up
 
 T = TypeVar("T")
@@ -195,3 +196,24 @@ def test_binding_and_connecting_are_separate_settings(monkeypatch: pytest.Monkey
     assert settings.grpc.bind_host == "0.0.0.0", "a container listens on every interface"
     assert settings.grpc.chat_host == "chat.internal", "and the gateway connects to the chat service by its name"
     assert settings.grpc.auth_host == "127.0.0.1", "each service has its own address"
+
+
+def test_a_socket_whose_token_was_revoked_is_closed_not_answered_internal(
+    gateway: TestClient, grpc_services: Settings
+) -> None:
+    _, as_alice = sign_up(gateway, "alice")
+    bob, _ = sign_up(gateway, "bob")
+    chat_id = open_chat(gateway, as_alice, bob)
+    token = as_alice["Authorization"].removeprefix("Bearer ")
+    with gateway.websocket_connect("/ws") as socket:
+        socket.send_json({"type": "auth", "token": token})
+        while socket.receive_json()["type"] != "ready":
+            pass
+        assert gateway.post(f"{API}/auth/logout", json={}, headers=as_alice).status_code == 204
+        frame = {"type": "send", "ref": "r1", "chat_id": chat_id, "client_message_id": str(uuid.uuid4()), "body": "hi"}
+        socket.send_json(frame)
+        with pytest.raises(WebSocketDisconnect) as closed:
+            while True:
+                answer = socket.receive_json()
+                assert answer.get("code") != "internal", f"a revoked token is not our bug: {answer}"
+    assert closed.value.code == 4401, "the socket ends with its token, as at the token's expiry"
