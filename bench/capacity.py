@@ -36,7 +36,7 @@ matplotlib.use("Agg")  # no display needed: write a file
 import matplotlib.pyplot as plt
 
 from bench.profile import cpu_seconds
-from bench.websocket import app_token_issuer, run_one
+from bench.websocket import LOAD_ENV, app_token_issuer, run_one
 from workbook.isolated import REDIS_DB_BENCHMARK, isolated_app
 from workbook.paths import REPO_ROOT
 
@@ -110,11 +110,6 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=OUTPUT)
     parser.add_argument("--baseline", type=Path, help="an earlier capacity JSON: print the ratios to it")
     arguments = parser.parse_args()
-    env = {
-        "APP_REDIS__SEND_RATE_LIMIT": "1000000",
-        "APP_REDIS__SIGN_IN_ADDRESS_RATE_LIMIT": "1000000",
-        "APP_LOG__LEVEL": "WARNING",
-    }
     steps: list[dict[str, float]] = []
     with (
         tempfile.TemporaryDirectory(prefix="bench-capacity-") as workdir,
@@ -123,7 +118,7 @@ def main() -> None:
             run_id=f"bench_capacity_{os.getpid()}",
             redis_db=REDIS_DB_BENCHMARK,
             state_dir=Path(workdir),
-            env=env,
+            env=LOAD_ENV,
             gateways=arguments.gateways,
             tls=not arguments.no_tls,
         ) as app,

@@ -33,7 +33,7 @@ from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 
-from bench.websocket import app_token_issuer, run_one
+from bench.websocket import LOAD_ENV, app_token_issuer, run_one
 from workbook.isolated import REDIS_DB_BENCHMARK, isolated_app
 from workbook.paths import REPO_ROOT
 
@@ -81,11 +81,6 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=OUTPUT)
     arguments = parser.parse_args()
     arguments.output.mkdir(parents=True, exist_ok=True)
-    env = {
-        "APP_REDIS__SEND_RATE_LIMIT": "1000000",
-        "APP_REDIS__SIGN_IN_ADDRESS_RATE_LIMIT": "1000000",
-        "APP_LOG__LEVEL": "WARNING",
-    }
     with (
         tempfile.TemporaryDirectory(prefix="bench-profile-") as workdir,
         isolated_app(
@@ -93,7 +88,7 @@ def main() -> None:
             run_id=f"bench_profile_{os.getpid()}",
             redis_db=REDIS_DB_BENCHMARK,
             state_dir=Path(workdir),
-            env=env,
+            env=LOAD_ENV,
             gateways=arguments.gateways,
             tls=not arguments.no_tls,
         ) as app,

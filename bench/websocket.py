@@ -60,6 +60,12 @@ RESULTS = REPO_ROOT / "bench" / "results" / "websocket.json"
 CONNECT_BATCH = 50  # clients connecting at once: a thousand at the same instant would measure the accept queue
 SETTLE_SECONDS = 3.0  # after the last send: pushes still on their way
 ANSWER_SECONDS = 30.0
+# The settings of an app under load (here, bench/profile.py and bench/capacity.py): limits out of the way.
+LOAD_ENV = {
+    "APP_REDIS__SEND_RATE_LIMIT": "1000000",  # the per-user limit is not what is measured here
+    "APP_REDIS__SIGN_IN_ADDRESS_RATE_LIMIT": "1000000",  # N clients sign in from one address
+    "APP_LOG__LEVEL": "WARNING",
+}
 
 
 def rss_bytes(pid: int) -> int:
@@ -296,11 +302,6 @@ def main() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
 
     rows: list[Row] = []
-    env = {
-        "APP_REDIS__SEND_RATE_LIMIT": "1000000",  # the per-user limit is not what is measured here
-        "APP_REDIS__SIGN_IN_ADDRESS_RATE_LIMIT": "1000000",  # N clients sign in from one address
-        "APP_LOG__LEVEL": "WARNING",
-    }
     for count in arguments.clients:
         # A fresh app for each N: the gateway's memory per client must not depend on what an earlier N left in
         # its heap, nor include the one-time cost of its first connections.
@@ -311,7 +312,7 @@ def main() -> None:
                 run_id=f"bench_ws_{os.getpid()}",
                 redis_db=REDIS_DB_BENCHMARK,
                 state_dir=Path(workdir),
-                env=env,
+                env=LOAD_ENV,
             ) as app,
         ):
             issuer = app_token_issuer(Path(workdir), app.settings)
