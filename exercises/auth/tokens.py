@@ -49,6 +49,19 @@ class DeniedTokens(Protocol):
     def is_denied(self, jti: str) -> bool: ...
 
 
+class DeniedTokensAsync(Protocol):
+    """The deny-list asked without blocking the event loop (``AsyncTokenDenylist``)."""
+
+    async def is_denied(self, jti: str) -> bool: ...
+
+
+class NothingDenied:
+    """A deny-list that refuses nothing: for a verifier whose caller asks the real deny-list itself."""
+
+    def is_denied(self, jti: str) -> bool:
+        return False
+
+
 # Keys ---------------------------------------------------------------------------------------------------------
 
 
@@ -192,3 +205,49 @@ class TokenVerifier:
         # exercise 09.3: verify an access token with a pinned algorithm and required claims
         raise NotImplementedError("exercise 09.3 is yours to write: see notebooks/09_jwt.ipynb, section 'Exercise 09.3'. Stuck? python -m workbook hint 09.3")
         # end exercise
+
+
+class ForwardedTokenVerifier:
+    """Checks the access tokens the gateway forwards with every service call (stage 12), on the event loop.
+
+    The same token comes with call after call, and what its signature proves never changes: so each token's
+    signature and claims are checked once, and the result is kept for the last ``cache_size`` tokens. What
+    does change is checked on every call: the clock (``exp``) and the deny-list (a logout), asked without
+    blocking. Only tokens that passed are kept; a bad one is checked, and refused, every time it comes.
+    """
+
+    def __init__(
+        self,
+        public_key: Ed25519PublicKey,
+        *,
+        issuer: str,
+        audience: str,
+        denylist: DeniedTokensAsync,
+        cache_size: int = 4096,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        signatures = TokenVerifier(public_key, issuer=issuer, audience=audience, denylist=NothingDenied())
+        self._signed_claims = functools.lru_cache(maxsize=cache_size)(signatures.verify)
+        self._denylist = denylist
+        self._clock = clock
+
+    @classmethod
+    def from_settings(cls, settings: Settings, denylist: DeniedTokensAsync) -> ForwardedTokenVerifier:
+        return cls(
+            load_public_key(settings.jwt, settings.env),
+            issuer=settings.jwt.issuer,
+            audience=settings.jwt.audience,
+            denylist=denylist,
+        )
+
+    async def verify(self, token: str) -> AccessClaims:
+        """The claims of a valid access token, as ``TokenVerifier.verify``; raises InvalidToken for anything else.
+
+        Redis errors are not caught: a deny-list that cannot be asked refuses the call (fail closed).
+        """
+        claims = self._signed_claims(token)
+        if self._clock() > claims.expires_at + LEEWAY_SECONDS:  # what jwt.decode would say now
+            raise InvalidToken("the token expired")
+        if await self._denylist.is_denied(claims.jti):
+            raise InvalidToken("the token was revoked")
+        return claims

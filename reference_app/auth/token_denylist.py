@@ -10,8 +10,13 @@ still alive.
 from __future__ import annotations
 
 import redis
+import redis.asyncio
 
 DEFAULT_PREFIX = "messenger:"
+
+
+def denied_token_key(prefix: str, jti: str) -> str:
+    return f"{prefix}denied_token:{jti}"
 
 
 class TokenDenylist:
@@ -20,7 +25,7 @@ class TokenDenylist:
         self._prefix = prefix
 
     def key(self, jti: str) -> str:
-        return f"{self._prefix}denied_token:{jti}"
+        return denied_token_key(self._prefix, jti)
 
     def deny(self, jti: str, expires_at: int) -> bool:
         """Refuse the token ``jti`` until ``expires_at`` (its ``exp`` claim, seconds since the epoch).
@@ -42,3 +47,14 @@ class TokenDenylist:
 
     def is_denied(self, jti: str) -> bool:
         return self._client.exists(self.key(jti)) == 1
+
+
+class AsyncTokenDenylist:
+    """The same deny-list, read with redis.asyncio: for a service that asks it on every call (stage 12)."""
+
+    def __init__(self, client: redis.asyncio.Redis, *, prefix: str = DEFAULT_PREFIX) -> None:
+        self._client = client
+        self._prefix = prefix
+
+    async def is_denied(self, jti: str) -> bool:
+        return bool(await self._client.exists(denied_token_key(self._prefix, jti)) == 1)

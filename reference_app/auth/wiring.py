@@ -1,15 +1,17 @@
 """Build the auth use cases from the settings: the one place that knows which adapter fills which port.
 
 The auth service's entry point calls ``build_auth_service``; every other service only checks tokens and calls
-``build_token_verifier``, which never loads the private key when ``APP_JWT__PUBLIC_KEY`` is set.
+``build_token_verifier`` (the gateway) or ``forwarded_token_verifier`` (the services), which never load the private
+key when ``APP_JWT__PUBLIC_KEY`` is set.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import redis
+import redis.asyncio
 
 from ..config.settings import Settings
 from ..db.pool import Pool
@@ -17,8 +19,8 @@ from .accounts import PostgresAccounts
 from .passwords import PasswordHashing
 from .service import AuthService
 from .sessions import PostgresSessions
-from .token_denylist import DEFAULT_PREFIX, TokenDenylist
-from .tokens import TokenIssuer, TokenVerifier
+from .token_denylist import DEFAULT_PREFIX, AsyncTokenDenylist, TokenDenylist
+from .tokens import ForwardedTokenVerifier, TokenIssuer, TokenVerifier
 
 
 def build_token_verifier(settings: Settings, client: redis.Redis, *, prefix: str = DEFAULT_PREFIX) -> TokenVerifier:
@@ -31,15 +33,15 @@ def redis_for_tokens(settings: Settings) -> redis.Redis:
     return redis.Redis.from_url(settings.redis.url, socket_timeout=2, socket_connect_timeout=2)
 
 
-@contextmanager
-def token_verifier(settings: Settings) -> Iterator[TokenVerifier]:
-    """A verifier with a Redis client of its own, closed when the block ends: what the chat and content services
-    need to check the access tokens the gateway forwards (stage 12)."""
-    client = redis_for_tokens(settings)
+@asynccontextmanager
+async def forwarded_token_verifier(settings: Settings) -> AsyncIterator[ForwardedTokenVerifier]:
+    """A verifier with an asyncio Redis client of its own, closed when the block ends: what every service needs to
+    check the access tokens the gateway forwards (stage 12), on each call, without leaving the event loop."""
+    client = redis.asyncio.Redis.from_url(settings.redis.url, socket_timeout=2, socket_connect_timeout=2)
     try:
-        yield build_token_verifier(settings, client)
+        yield ForwardedTokenVerifier.from_settings(settings, AsyncTokenDenylist(client))
     finally:
-        client.close()
+        await client.aclose()
 
 
 def build_auth_service(

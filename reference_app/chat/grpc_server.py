@@ -16,7 +16,7 @@ from uuid import UUID
 import grpc
 from loguru import logger
 
-from ..auth.wiring import token_verifier
+from ..auth.wiring import forwarded_token_verifier
 from ..config import Settings
 from ..db.pool import open_pool
 from ..events.notifications import Notification
@@ -183,17 +183,16 @@ async def start_chat_server(
 
 async def serve(settings: Settings) -> None:
     """The chat service's process: a pool, the use cases, the server; until cancelled, then a clean stop."""
-    with token_verifier(settings) as verifier:
-        async with open_pool(settings.postgres, name="chat") as pool:
-            chats = ChatService(PostgresChatStore(pool), history_page_max=settings.postgres.history_page_max)
-            server = await start_chat_server(
-                chats,
-                host=settings.grpc.bind_host,
-                port=settings.grpc.chat_port,
-                verify=verifier.verify,
-                credentials=grpc_server_tls(settings.grpc),
-            )
-            await server.wait_then_stop()  # the pool closes after the server: running calls finish with it
+    async with forwarded_token_verifier(settings) as verifier, open_pool(settings.postgres, name="chat") as pool:
+        chats = ChatService(PostgresChatStore(pool), history_page_max=settings.postgres.history_page_max)
+        server = await start_chat_server(
+            chats,
+            host=settings.grpc.bind_host,
+            port=settings.grpc.chat_port,
+            verify=verifier.verify,
+            credentials=grpc_server_tls(settings.grpc),
+        )
+        await server.wait_then_stop()  # the pool closes after the server: running calls finish with it
 
 
 def main() -> None:

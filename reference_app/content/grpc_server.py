@@ -18,7 +18,7 @@ from typing import Any
 
 import grpc
 
-from ..auth.wiring import token_verifier
+from ..auth.wiring import forwarded_token_verifier
 from ..config import Settings
 from ..grpc_api import content_pb2, content_pb2_grpc
 from ..grpc_api.identity import Verify, caller_id
@@ -192,16 +192,17 @@ async def start_content_server(
 async def serve(settings: Settings) -> None:
     """The content service's process: the store, the server; until cancelled, then a clean stop."""
     # Connecting and creating the indexes block for a moment; at start-up nothing else is waiting yet.
-    with token_verifier(settings) as verifier, open_content_store(settings.mongo) as store:
-        server = await start_content_server(
-            store,
-            max_media_bytes=settings.mongo.max_media_bytes,
-            host=settings.grpc.bind_host,
-            port=settings.grpc.content_port,
-            verify=verifier.verify,
-            credentials=grpc_server_tls(settings.grpc),
-        )
-        await server.wait_then_stop()  # the MongoDB client closes after the server: running calls finish with it
+    async with forwarded_token_verifier(settings) as verifier:
+        with open_content_store(settings.mongo) as store:
+            server = await start_content_server(
+                store,
+                max_media_bytes=settings.mongo.max_media_bytes,
+                host=settings.grpc.bind_host,
+                port=settings.grpc.content_port,
+                verify=verifier.verify,
+                credentials=grpc_server_tls(settings.grpc),
+            )
+            await server.wait_then_stop()  # the MongoDB client closes after the server: running calls finish with it
 
 
 def main() -> None:

@@ -18,7 +18,6 @@ either way it is refused with UNAUTHENTICATED, before any use case runs.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any
@@ -69,13 +68,13 @@ def caller_id(context: grpc.aio.ServicerContext[Any, Any]) -> int:
 
 # Proof (stage 12) ---------------------------------------------------------------------------------------------
 
-Verify = Callable[[str], AccessClaims]
+Verify = Callable[[str], Awaitable[AccessClaims]]
 
 
-def proven_user_id(metadata: Sequence[tuple[str, str | bytes]], verify: Verify) -> int | None:
+async def proven_user_id(metadata: Sequence[tuple[str, str | bytes]], verify: Verify) -> int | None:
     """The user a call names in ``x-user-id``, proven by their access token; None when the call names nobody.
 
-    ``verify`` checks a token and returns its claims, or raises InvalidToken (``TokenVerifier.verify``).
+    ``verify`` checks a token and returns its claims, or raises InvalidToken (``ForwardedTokenVerifier.verify``).
     """
     # No x-user-id: the call acts for nobody (sign-up, sign-in, health). A method that needs a user refuses it
     # itself, through caller_id. Otherwise exactly one "Bearer <token>", valid, and of THAT user: a valid token
@@ -89,7 +88,7 @@ def proven_user_id(metadata: Sequence[tuple[str, str | bytes]], verify: Verify) 
             f"a call for user {user_id} must carry exactly one {AUTHORIZATION_KEY}: {BEARER_PREFIX}<access token>"
         )
     try:
-        claims = verify(proofs[0].removeprefix(BEARER_PREFIX))
+        claims = await verify(proofs[0].removeprefix(BEARER_PREFIX))
     except InvalidToken:
         raise Unauthenticated("the access token is not valid") from None
     if claims.user_id != user_id:
@@ -98,13 +97,10 @@ def proven_user_id(metadata: Sequence[tuple[str, str | bytes]], verify: Verify) 
 
 
 async def prove_caller(context: grpc.aio.ServicerContext[Any, Any], verify: Verify) -> None:
-    """Refuse a call that names a user it cannot prove. The deny-list is asked with a blocking Redis client: off
-    the event loop. A Redis that does not answer refuses the call (fail closed), with UNAVAILABLE."""
-    metadata = tuple(context.invocation_metadata() or ())
-    if not any(key == USER_ID_KEY for key, _ in metadata):
-        return  # names nobody: nothing to prove, and no thread to hop to
+    """Refuse a call that names a user it cannot prove. A deny-list (Redis) that does not answer refuses the call
+    (fail closed), with UNAVAILABLE."""
     try:
-        await asyncio.to_thread(proven_user_id, metadata, verify)
+        await proven_user_id(tuple(context.invocation_metadata() or ()), verify)
     except redis.RedisError:
         raise ProofUnavailable("cannot check the access token right now; try again shortly") from None
 

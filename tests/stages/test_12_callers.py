@@ -33,10 +33,10 @@ def claims(user_id: int) -> AccessClaims:
     return AccessClaims(user_id=user_id, jti="j", issued_at=0, expires_at=2**40)
 
 
-def verify_as(tokens: dict[str, int]) -> Callable[[str], AccessClaims]:
+def verify_as(tokens: dict[str, int]) -> Callable[[str], Awaitable[AccessClaims]]:
     """A verifier that knows a few tokens by heart: enough to test the rule, not the signature."""
 
-    def verify(token: str) -> AccessClaims:
+    async def verify(token: str) -> AccessClaims:
         if token not in tokens:
             raise InvalidToken("not one of ours")
         return claims(tokens[token])
@@ -50,11 +50,11 @@ VERIFY = verify_as({"token-of-7": 7, "token-of-8": 8})
 
 
 def test_a_call_that_names_nobody_needs_no_proof() -> None:
-    assert proven_user_id([("x-request-id", "r1")], VERIFY) is None
+    assert asyncio.run(proven_user_id([("x-request-id", "r1")], VERIFY)) is None
 
 
 def test_a_user_id_with_that_users_token_is_proven() -> None:
-    assert proven_user_id([("x-user-id", "7"), ("authorization", "Bearer token-of-7")], VERIFY) == 7
+    assert asyncio.run(proven_user_id([("x-user-id", "7"), ("authorization", "Bearer token-of-7")], VERIFY)) == 7
 
 
 @pytest.mark.parametrize(
@@ -71,7 +71,7 @@ def test_a_user_id_with_that_users_token_is_proven() -> None:
 )
 def test_a_user_id_without_its_proof_is_refused(metadata: Sequence[tuple[str, str | bytes]], why: str) -> None:
     with pytest.raises(Unauthenticated):
-        proven_user_id(metadata, VERIFY)
+        asyncio.run(proven_user_id(metadata, VERIFY))
         pytest.fail(f"accepted {why}: {metadata}")
 
 
@@ -165,7 +165,7 @@ def test_the_content_and_auth_services_want_proof_too(gateway: TestClient, grpc_
 
 
 def test_a_deny_list_that_cannot_be_asked_refuses_the_call() -> None:
-    def verify(token: str) -> AccessClaims:
+    async def verify(token: str) -> AccessClaims:
         raise redis.ConnectionError("Redis is down")
 
     async def main() -> grpc.StatusCode:
