@@ -35,6 +35,7 @@ import psycopg
 from plot import plot  # bench/plot.py: this script runs with bench/ on its path
 from psycopg import sql
 
+from reference_app.chat.adapters.hot_chats import GroupingChatStore
 from reference_app.chat.adapters.postgres import PostgresChatStore
 from reference_app.chat.service import ChatService
 from reference_app.config import load_settings
@@ -129,7 +130,8 @@ async def compare(ceiling: Operation, send: Operation, count: int, writers: int)
 async def run_configuration(settings: PostgresSettings, chat_ids: list[int], writers: int, sends: int) -> Result:
     sized = settings.model_copy(update={"pool_min_size": writers, "pool_max_size": writers})
     async with open_pool(sized, name=f"bench-{writers}") as pool:
-        service = ChatService(PostgresChatStore(pool), history_page_max=settings.history_page_max)
+        # The store the chat service runs: sends into a busy chat are written together.
+        service = ChatService(GroupingChatStore(pool), history_page_max=settings.history_page_max)
 
         async def plain_insert(number: int) -> None:
             async with pool.connection() as connection:

@@ -25,7 +25,7 @@ from ..grpc_api.identity import Verify, caller_id
 from ..grpc_api.server import RunningServer, run_service, start_server
 from ..grpc_api.timestamps import to_optional_timestamp, to_timestamp
 from ..tls import grpc_server_tls
-from .adapters.postgres import PostgresChatStore
+from .adapters.hot_chats import GroupingChatStore
 from .domain import ChatSummary, InvalidRequest, Message, PrivateChat, Quote
 from .service import ChatService
 
@@ -167,7 +167,8 @@ async def start_chat_server(
 async def serve(settings: Settings) -> None:
     """The chat service's process: a pool, the use cases, the server; until cancelled, then a clean stop."""
     async with forwarded_token_verifier(settings) as verifier, open_pool(settings.postgres, name="chat") as pool:
-        chats = ChatService(PostgresChatStore(pool), history_page_max=settings.postgres.history_page_max)
+        # The sends into a busy chat are written together (adapters/hot_chats.py); each keeps its own answer.
+        chats = ChatService(GroupingChatStore(pool), history_page_max=settings.postgres.history_page_max)
         server = await start_chat_server(
             chats,
             host=settings.grpc.bind_host,

@@ -15,7 +15,7 @@ one of the two members gets ChatNotFound, exactly like for a chat that does not 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
@@ -279,6 +279,57 @@ async def _insert_message(connection: Connection, draft: MessageDraft) -> Messag
     )
     return await cursor.fetchone()
     # end exercise
+
+
+async def insert_messages(connection: Connection, chat_id: int, drafts: Sequence[MessageDraft]) -> list[Message]:
+    """Several sends into ONE chat in one statement: the statement of _insert_message, for many rows at once.
+
+    The chat's row is locked, and its commit flushed, once for all of them. Each message gets the next seq in the
+    order of ``drafts``, its own outbox row (in the same order) and its sender's read mark. A draft whose sender
+    is not a member is left out and gets no seq; so are all of them when the chat does not exist. Like the one-row
+    statement, it fails AS A WHOLE on a retried client message id or a reply to a missing message: nothing is
+    stored then, and the caller sends them one by one to learn which.
+    """
+    cursor = connection.cursor(row_factory=class_row(Message))
+    await cursor.execute(
+        f"""
+        WITH input AS (
+            SELECT t.sender_id, t.client_message_id, t.body, t.reply_to_seq, row_number() OVER (ORDER BY t.n) AS n
+            FROM unnest(%(sender_ids)s::bigint[], %(client_message_ids)s::uuid[], %(bodies)s::text[],
+                        %(reply_to_seqs)s::bigint[])
+                 WITH ORDINALITY AS t(sender_id, client_message_id, body, reply_to_seq, n)
+            JOIN chat.private_chats c ON c.id = %(chat_id)s AND t.sender_id IN (c.user_low, c.user_high)
+        ), chat AS (
+            UPDATE chat.private_chats SET last_seq = last_seq + (SELECT count(*) FROM input)
+            WHERE id = %(chat_id)s AND EXISTS (SELECT FROM input)
+            RETURNING id, last_seq
+        ), message AS (
+            INSERT INTO chat.messages (chat_id, seq, sender_id, client_message_id, body, reply_to_seq)
+            SELECT chat.id, chat.last_seq - (SELECT count(*) FROM input) + input.n,
+                   input.sender_id, input.client_message_id, input.body, input.reply_to_seq
+            FROM chat CROSS JOIN input
+            RETURNING {MESSAGE_COLUMNS}
+        ), event AS (
+            INSERT INTO chat.outbox (event_id, topic, payload)
+            SELECT gen_random_uuid(), %(topic)s, {EVENT_PAYLOAD} FROM message ORDER BY message.seq
+        ), read_mark AS (
+            INSERT INTO chat.read_state (chat_id, user_id, last_read_seq)
+            SELECT chat_id, sender_id, max(seq) FROM message GROUP BY chat_id, sender_id
+            ON CONFLICT (chat_id, user_id) DO UPDATE
+                SET last_read_seq = GREATEST(chat.read_state.last_read_seq, excluded.last_read_seq)
+        )
+        SELECT {MESSAGE_COLUMNS} FROM message ORDER BY seq
+        """,
+        {
+            "chat_id": chat_id,
+            "sender_ids": [draft.sender_id for draft in drafts],
+            "client_message_ids": [draft.client_message_id for draft in drafts],
+            "bodies": [draft.body for draft in drafts],
+            "reply_to_seqs": [draft.reply_to_seq for draft in drafts],
+            "topic": MESSAGE_CREATED,
+        },
+    )
+    return await _with_quotes(connection, chat_id, await cursor.fetchall())
 
 
 async def _change_message(
