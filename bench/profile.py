@@ -78,13 +78,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--gateways", type=int, default=2)
     parser.add_argument("--no-tls", action="store_true", help="plain text (the default profiles with TLS)")
+    parser.add_argument("--app-root", type=Path, default=REPO_ROOT / "reference_app", help="another copy of the app")
     parser.add_argument("--output", type=Path, default=OUTPUT)
     arguments = parser.parse_args()
     arguments.output.mkdir(parents=True, exist_ok=True)
     with (
         tempfile.TemporaryDirectory(prefix="bench-profile-") as workdir,
         isolated_app(
-            REPO_ROOT / "reference_app",
+            arguments.app_root.resolve(),
             run_id=f"bench_profile_{os.getpid()}",
             redis_db=REDIS_DB_BENCHMARK,
             state_dir=Path(workdir),
