@@ -259,6 +259,8 @@ class ForwardedTokenVerifier:
         cache_size: int = 4096,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        if cache_size < 1:
+            raise ValueError(f"the cache keeps at least 1 token; got {cache_size}")
         signatures = TokenVerifier(public_key, issuer=issuer, audience=audience, denylist=NothingDenied())
         self._signed_claims = functools.lru_cache(maxsize=cache_size)(signatures.verify)
         self._denylist = denylist
@@ -279,7 +281,7 @@ class ForwardedTokenVerifier:
         Redis errors are not caught: a deny-list that cannot be asked refuses the call (fail closed).
         """
         claims = self._signed_claims(token)
-        if self._clock() > claims.expires_at + LEEWAY_SECONDS:  # what jwt.decode would say now
+        if self._clock() >= claims.expires_at + LEEWAY_SECONDS:  # what jwt.decode would say now
             raise InvalidToken("the token expired")
         if await self._denylist.is_denied(claims.jti):
             raise InvalidToken("the token was revoked")

@@ -37,11 +37,17 @@ def redis_for_tokens(settings: Settings) -> redis.Redis:
 async def forwarded_token_verifier(settings: Settings) -> AsyncIterator[ForwardedTokenVerifier]:
     """A verifier with an asyncio Redis client of its own, closed when the block ends: what every service needs to
     check the access tokens the gateway forwards (stage 12), on each call, without leaving the event loop."""
-    client = redis.asyncio.Redis.from_url(settings.redis.url, socket_timeout=2, socket_connect_timeout=2)
+    # A BLOCKING pool: a burst of calls (every client reconnecting at once) waits its turn for a connection,
+    # instead of being refused "too many connections" and answered UNAVAILABLE while Redis is fine.
+    pool = redis.asyncio.BlockingConnectionPool.from_url(
+        settings.redis.url, max_connections=64, timeout=2, socket_timeout=2, socket_connect_timeout=2
+    )
+    client = redis.asyncio.Redis(connection_pool=pool)
     try:
         yield ForwardedTokenVerifier.from_settings(settings, AsyncTokenDenylist(client))
     finally:
         await client.aclose()
+        await pool.aclose()
 
 
 def build_auth_service(

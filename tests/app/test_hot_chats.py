@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from reference_app.chat.adapters.hot_chats import GroupingChatStore, HotChats
+from reference_app.chat.adapters.hot_chats import GroupingChatStore, HotChats, runs
 from reference_app.chat.domain import ChatNotFound, Message, MessageDraft, ReplyNotFound
 from reference_app.config import Settings
 from reference_app.db import apply_migrations
@@ -193,3 +193,16 @@ def test_a_send_that_stopped_waiting_is_not_written_and_other_chats_do_not_wait(
     writes, results = asyncio.run(main())
     assert writes.groups == [["x", "y"]], f"the cancelled send was left out of the group: {writes.groups}"
     assert [m.body for m in results] == ["leader", "x", "y", "other chat"]
+
+
+def test_a_group_is_cut_around_replies_and_repeated_sends_in_order() -> None:
+    a, b, c = draft(7, ALICE, "a"), draft(7, BOB, "b"), draft(7, BOB, "c")
+    reply = draft(7, ALICE, "reply", reply_to_seq=1)
+    a_again = MessageDraft(7, ALICE, a.client_message_id, "a", None)
+    loop = asyncio.new_event_loop()
+    future: asyncio.Future[Message] = loop.create_future()
+    cut = runs([(d, future) for d in (a, b, reply, c, a_again, c)])
+    loop.close()
+    assert [[d.body for d, _ in run] for run in cut] == [["a", "b"], ["reply"], ["c", "a"], ["c"]], (
+        "a reply goes alone, a send repeated within a run starts the next one, and the order is kept"
+    )

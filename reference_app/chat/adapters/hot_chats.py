@@ -8,9 +8,9 @@ the one before it: with 32 members writing at once, a chat reached a fifth of th
 So the chat service lets only one write per chat be on its way at a time. The sends that come meanwhile wait
 here, not at the lock, and go together in the next statement (``insert_messages``): each with its own seq, in
 the order they came, its own outbox row and its sender's read mark. A send into a quiet chat is written at once,
-exactly as before. Whatever is unusual in a group (a reply, the same client message id twice, a send the group
-statement leaves out or refuses) is written one by one through the one-send path, so every answer, a refusal
-included, is the one a lone send would get.
+exactly as before. A reply is written alone, and a group the statement refuses as a whole (it holds a retried
+client message id) one by one, through the one-send path: every answer, a refusal included,
+is the one a lone send would get. A send the statement leaves out is an outsider's: ChatNotFound, as alone.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from uuid import UUID
 from psycopg.errors import CheckViolation, ForeignKeyViolation, UniqueViolation
 
 from ...db.pool import Pool
-from ..domain import Message, MessageDraft
+from ..domain import ChatNotFound, Message, MessageDraft
 from .postgres import PostgresChatStore, insert_messages
 
 WriteOne = Callable[[MessageDraft], Awaitable[Message]]
@@ -88,29 +88,34 @@ class HotChats:
         self._write_next(chat_id)
 
     async def _write_together_or_each(self, chat_id: int, group: list[Waiting]) -> None:
-        stored: dict[tuple[int, UUID], Message] = {}
-        drafts = [draft for draft, _ in group]
-        if len(group) > 1 and together(drafts):
+        for run in runs(group):
+            if len(run) == 1:
+                await self._write_alone(*run[0])
+                continue
             try:
-                messages = await self._write_group(chat_id, drafts)
+                messages = await self._write_group(chat_id, [draft for draft, _ in run])
             except OneByOne:
-                pass
-            except Exception as error:  # the database does not answer: every send is told so
+                for draft, answer in run:
+                    await self._write_alone(draft, answer)
+                continue
+            except Exception as error:  # the database does not answer: every send still waiting is told so
                 for _, answer in group:
                     settle(answer, error=error)
                 return
-            else:
-                self.group_statements += 1
-                stored = {(message.sender_id, message.client_message_id): message for message in messages}
-        for draft, answer in group:
-            message = stored.get((draft.sender_id, draft.client_message_id))
-            if message is not None:
-                settle(answer, message)
-                continue
-            try:
-                settle(answer, await self._write_one(draft))
-            except Exception as error:  # ChatNotFound, ReplyNotFound …: the caller raises it
-                settle(answer, error=error)
+            self.group_statements += 1
+            stored = {(message.sender_id, message.client_message_id): message for message in messages}
+            for draft, answer in run:
+                message = stored.get((draft.sender_id, draft.client_message_id))
+                # Left out: the sender is not a member, or there is no such chat (members never change).
+                settle(answer, message, error=None if message is not None else ChatNotFound(chat_id))
+
+    async def _write_alone(self, draft: MessageDraft, answer: asyncio.Future[Message]) -> None:
+        if answer.done():
+            return  # the caller gave up (its deadline passed): write nothing for it
+        try:
+            settle(answer, await self._write_one(draft))
+        except Exception as error:  # ChatNotFound, ReplyNotFound …: the caller raises it, as for a lone send
+            settle(answer, error=error)
 
 
 def settle(answer: asyncio.Future[Message], message: Message | None = None, *, error: Exception | None = None) -> None:
@@ -124,11 +129,27 @@ def settle(answer: asyncio.Future[Message], message: Message | None = None, *, e
         answer.set_result(message)
 
 
-def together(drafts: Sequence[MessageDraft]) -> bool:
-    """Whether a group can go in one statement: no replies (a reply may quote a message of the same group, which
-    the statement cannot see yet), and no send twice (a client retrying while its first try waits here)."""
-    keys = {(draft.sender_id, draft.client_message_id) for draft in drafts}
-    return len(keys) == len(drafts) and all(draft.reply_to_seq is None for draft in drafts)
+def runs(group: list[Waiting]) -> list[list[Waiting]]:
+    """The group in order, cut into runs that can each go in one statement. A reply goes alone (it may quote a
+    message of its own group, which the statement cannot see yet); a send repeated in a run (a client retrying
+    while its first try waits here) starts the next run."""
+    cut: list[list[Waiting]] = []
+    run: list[Waiting] = []
+    keys: set[tuple[int, UUID]] = set()
+    for draft, answer in group:
+        key = (draft.sender_id, draft.client_message_id)
+        if draft.reply_to_seq is not None or key in keys:
+            if run:
+                cut.append(run)
+            run, keys = [], set()
+            if draft.reply_to_seq is not None:
+                cut.append([(draft, answer)])
+                continue
+        run.append((draft, answer))
+        keys.add(key)
+    if run:
+        cut.append(run)
+    return cut
 
 
 class GroupingChatStore(PostgresChatStore):
