@@ -8,10 +8,11 @@ ports. Redis has only databases 0-15, so each kind of run owns a number, written
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
 import pika
@@ -68,6 +69,7 @@ class IsolatedApp:
     settings: Settings
     ports: Ports
     runner: ProcessRunner
+    env: Mapping[str, str]  # every process's settings on top of the defaults: a process started again needs them
     ca_file: Path | None = None  # with TLS: the authority a client must trust
 
     @property
@@ -113,11 +115,12 @@ def isolated_app(
             "APP_RABBITMQ__EXCHANGE": exchange,
             "APP_REDIS__URL": redis_url,
         }
+        env = {**(env or {}), **own}
         up(
             app_root,
             state_dir=state_dir,
             ports=ports,
-            env={**(env or {}), **own},
+            env=env,
             runner=runner,
             gateways=gateways,
             tls=tls,
@@ -130,7 +133,7 @@ def isolated_app(
                 "redis": base.redis.model_copy(update={"url": redis_url}),
             }
         )
-        yield IsolatedApp(settings, ports, runner, local_tls(state_dir).ca_file if tls else None)
+        yield IsolatedApp(settings, ports, runner, env, local_tls(state_dir).ca_file if tls else None)
 
 
 class AppDidNotStart(Exception):
@@ -170,4 +173,18 @@ def isolated_app_or_reason(
             raise AppDidNotStart(f"the app did not start: {error}") from error
         except Exception as error:
             raise AppDidNotStart(f"{error}. Fix: start the services with `python -m workbook services up`") from error
+        yield app
+
+
+@contextmanager
+def started_or_fail(
+    starting: AbstractContextManager[IsolatedApp], fail: Callable[[str], NoReturn]
+) -> Iterator[IsolatedApp]:
+    """Enter ``starting`` (an ``isolated_app_or_reason(...)``); an app that does not start calls ``fail`` with the
+    reason (a fixture passes ``pytest.fail``). Whatever happens after the start passes through untouched."""
+    with ExitStack() as stack:
+        try:
+            app = stack.enter_context(starting)
+        except AppDidNotStart as error:
+            fail(str(error))
         yield app

@@ -14,10 +14,8 @@ raised here, as the other fixtures do; they are tested on their own in tests/sta
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -25,10 +23,11 @@ from dataclasses import replace
 import pytest
 import redis
 from app.config import Settings, load_settings
-from attack_harness import ErrorLog, Served, collect_errors, serve, wait_for_port
+from attack_harness import ErrorLog, Served, collect_errors, serve
 from loguru import logger
 
 from workbook.databases import throwaway_database
+from workbook.in_thread import serving_in_a_thread
 from workbook.isolated import REDIS_DB_ATTACKS, drop_leftovers, free_port, with_redis_db
 
 RAISED_LIMIT = 1_000_000
@@ -79,28 +78,13 @@ def attack_stack(attack_settings: Settings) -> Iterator[Settings]:
     from app.chat.grpc_server import serve as serve_chat
     from app.content.grpc_server import serve as serve_content
 
-    stop = threading.Event()
-
-    async def serve_until_stopped() -> None:
-        tasks = [asyncio.create_task(serve(attack_settings)) for serve in (serve_auth, serve_chat, serve_content)]
-        await asyncio.to_thread(stop.wait)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    thread = threading.Thread(target=asyncio.run, args=(serve_until_stopped(),), name="attack-grpc", daemon=True)
-    thread.start()
-    try:
-        for name, port in (
-            ("auth service", attack_settings.grpc.auth_port),
-            ("chat service", attack_settings.grpc.chat_port),
-            ("content service", attack_settings.grpc.content_port),
-        ):
-            wait_for_port(port, name)
+    services = {
+        "auth service": (serve_auth, attack_settings.grpc.auth_port),
+        "chat service": (serve_chat, attack_settings.grpc.chat_port),
+        "content service": (serve_content, attack_settings.grpc.content_port),
+    }
+    with serving_in_a_thread(attack_settings, services, name="attack-grpc"):
         yield attack_settings
-    finally:
-        stop.set()
-        thread.join(timeout=15)
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -22,7 +21,7 @@ from playwright.sync_api import Browser, Playwright, expect, sync_playwright
 from web_people import PeopleFactory, Screenshots
 
 from reference_app.gateway.app import CLIENT_DIST
-from workbook.isolated import REDIS_DB_BROWSER, AppDidNotStart, isolated_app_or_reason
+from workbook.isolated import REDIS_DB_BROWSER, isolated_app_or_reason, started_or_fail
 
 ACCESS_TTL_SECONDS = 20
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -61,19 +60,16 @@ def base_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         "APP_LOG__LEVEL": "INFO",
     }
     app_root = Path(request.config.getoption("app_root")).resolve()
-    with ExitStack() as stack:
-        try:
-            app = stack.enter_context(
-                isolated_app_or_reason(
-                    app_root,
-                    run_id=f"browser_{os.getpid()}",
-                    redis_db=REDIS_DB_BROWSER,
-                    state_dir=tmp_path_factory.mktemp("browser-app-state"),
-                    env=env,
-                )
-            )
-        except AppDidNotStart as error:
-            pytest.fail(str(error))
+    with started_or_fail(
+        isolated_app_or_reason(
+            app_root,
+            run_id=f"browser_{os.getpid()}",
+            redis_db=REDIS_DB_BROWSER,
+            state_dir=tmp_path_factory.mktemp("browser-app-state"),
+            env=env,
+        ),
+        pytest.fail,
+    ) as app:
         page = httpx.get(app.base_url + "/", timeout=10)
         assert page.status_code == 200 and '<div id="app">' in page.text, "the gateway should serve the client at /"
         yield app.base_url

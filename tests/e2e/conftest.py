@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 from messenger_client import RunningApp
 
-from workbook.isolated import REDIS_DB_END_TO_END, AppDidNotStart, isolated_app_or_reason
+from workbook.isolated import REDIS_DB_END_TO_END, isolated_app_or_reason, started_or_fail
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -33,17 +32,14 @@ def running_app(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
         "APP_LOG__LEVEL": "INFO",
     }
     app_root = Path(request.config.getoption("app_root")).resolve()
-    with ExitStack() as stack:
-        try:
-            app = stack.enter_context(
-                isolated_app_or_reason(
-                    app_root,
-                    run_id=f"e2e_{os.getpid()}",
-                    redis_db=REDIS_DB_END_TO_END,
-                    state_dir=tmp_path_factory.mktemp("app-state"),
-                    env=env,
-                )
-            )
-        except AppDidNotStart as error:
-            pytest.fail(str(error))
+    with started_or_fail(
+        isolated_app_or_reason(
+            app_root,
+            run_id=f"e2e_{os.getpid()}",
+            redis_db=REDIS_DB_END_TO_END,
+            state_dir=tmp_path_factory.mktemp("app-state"),
+            env=env,
+        ),
+        pytest.fail,
+    ) as app:
         yield RunningApp(app.base_url, app.ws_url, app.settings.postgres.url, app.settings, app.runner)

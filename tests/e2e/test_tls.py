@@ -15,7 +15,6 @@ import os
 import ssl
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack
 from pathlib import Path
 
 import grpc
@@ -24,7 +23,7 @@ import pytest
 import websockets
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from workbook.isolated import REDIS_DB_END_TO_END, AppDidNotStart, IsolatedApp, isolated_app_or_reason
+from workbook.isolated import REDIS_DB_END_TO_END, IsolatedApp, isolated_app_or_reason, started_or_fail
 
 pytestmark = pytest.mark.e2e
 
@@ -39,21 +38,18 @@ PASSWORD = "correct horse battery"
 @pytest.fixture(scope="module")
 def app(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[IsolatedApp]:
     app_root = Path(request.config.getoption("app_root")).resolve()
-    with ExitStack() as stack:
-        try:
-            started = stack.enter_context(
-                isolated_app_or_reason(
-                    app_root,
-                    run_id=f"e2e_tls_{os.getpid()}",
-                    redis_db=REDIS_DB_END_TO_END,
-                    state_dir=tmp_path_factory.mktemp("tls-app-state"),
-                    env=ENV,
-                    gateways=2,
-                    tls=True,
-                )
-            )
-        except AppDidNotStart as error:
-            pytest.fail(str(error))
+    with started_or_fail(
+        isolated_app_or_reason(
+            app_root,
+            run_id=f"e2e_tls_{os.getpid()}",
+            redis_db=REDIS_DB_END_TO_END,
+            state_dir=tmp_path_factory.mktemp("tls-app-state"),
+            env=ENV,
+            gateways=2,
+            tls=True,
+        ),
+        pytest.fail,
+    ) as started:
         yield started
 
 

@@ -23,7 +23,6 @@ import signal
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -32,7 +31,7 @@ import redis
 from messenger_client import ChatClient, User, open_chat, register_and_log_in
 
 from reference_app.gateway.presence import Presence
-from workbook.isolated import REDIS_DB_END_TO_END, AppDidNotStart, IsolatedApp, isolated_app_or_reason
+from workbook.isolated import REDIS_DB_END_TO_END, IsolatedApp, isolated_app_or_reason, started_or_fail
 from workbook.messenger import gateway_names
 from workbook.processes import log_tail
 
@@ -54,21 +53,18 @@ RUNS = itertools.count(1)
 def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[IsolatedApp]:
     """A fresh app with two gateway nodes behind the balancer, stopped when the test ends."""
     app_root = Path(request.config.getoption("app_root")).resolve()
-    with ExitStack() as stack:
-        try:
-            started = stack.enter_context(
-                isolated_app_or_reason(
-                    app_root,
-                    run_id=f"e2e_gateways_{os.getpid()}_{next(RUNS)}",
-                    # The end-to-end tests' database: emptied at the start; the session's other app is idle by now.
-                    redis_db=REDIS_DB_END_TO_END,
-                    state_dir=tmp_path / "app-state",
-                    env=ENV,
-                    gateways=2,
-                )
-            )
-        except AppDidNotStart as error:
-            pytest.fail(str(error))
+    with started_or_fail(
+        isolated_app_or_reason(
+            app_root,
+            run_id=f"e2e_gateways_{os.getpid()}_{next(RUNS)}",
+            # The end-to-end tests' database: emptied at the start; the session's other app is idle by now.
+            redis_db=REDIS_DB_END_TO_END,
+            state_dir=tmp_path / "app-state",
+            env=ENV,
+            gateways=2,
+        ),
+        pytest.fail,
+    ) as started:
         yield started
 
 

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "e2e"))  # messe
 from fault_app import FaultApp
 from messenger_client import RunningApp
 
-from workbook.isolated import REDIS_DB_FAULTS, AppDidNotStart, isolated_app_or_reason
+from workbook.isolated import REDIS_DB_FAULTS, isolated_app_or_reason, started_or_fail
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -49,19 +49,12 @@ def fault_app(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
         "APP_LOG__LEVEL": "INFO",
     }
     app_root = Path(request.config.getoption("app_root")).resolve()
-    with ExitStack() as stack:
-        try:
-            app = stack.enter_context(
-                isolated_app_or_reason(app_root, run_id=run_id, redis_db=REDIS_DB_FAULTS, state_dir=state_dir, env=env)
-            )
-        except AppDidNotStart as error:
-            pytest.fail(str(error))
-        # What isolated_app gives every process on top of ``env``: the same for a process started again.
-        own = {
-            "APP_POSTGRES__URL": app.settings.postgres.url,
-            "APP_MONGO__DATABASE": app.settings.mongo.database,
-            "APP_RABBITMQ__EXCHANGE": app.settings.rabbitmq.exchange,
-            "APP_REDIS__URL": app.settings.redis.url,
-        }
+    with (
+        started_or_fail(
+            isolated_app_or_reason(app_root, run_id=run_id, redis_db=REDIS_DB_FAULTS, state_dir=state_dir, env=env),
+            pytest.fail,
+        ) as app,
+        ExitStack() as restarted,
+    ):
         running = RunningApp(app.base_url, app.ws_url, app.settings.postgres.url, app.settings, app.runner)
-        yield FaultApp(running, app, app_root, state_dir, {**env, **own}, stack.enter_context(ExitStack()))
+        yield FaultApp(running, app, app_root, state_dir, dict(app.env), restarted)

@@ -49,7 +49,7 @@ from fault_app import FaultApp
 from messenger_client import ChatClient, RunningApp, User
 
 from reference_app.gateway.presence import Presence
-from workbook.isolated import REDIS_DB_FAULTS, AppDidNotStart, isolated_app_or_reason
+from workbook.isolated import REDIS_DB_FAULTS, isolated_app_or_reason, started_or_fail
 from workbook.messenger import gateway_names
 
 FAULT = "gateway_kill"
@@ -81,28 +81,22 @@ def two_gateways(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         "APP_LOG__LEVEL": "INFO",
     }
     app_root = Path(request.config.getoption("app_root")).resolve()
-    with ExitStack() as stack:
-        try:
-            app = stack.enter_context(
-                isolated_app_or_reason(
-                    app_root,
-                    run_id=f"faults_gateways_{os.getpid()}",
-                    redis_db=REDIS_DB_FAULTS,
-                    state_dir=state_dir,
-                    env=env,
-                    gateways=2,
-                )
-            )
-        except AppDidNotStart as error:
-            pytest.fail(str(error))
-        own = {
-            "APP_POSTGRES__URL": app.settings.postgres.url,
-            "APP_MONGO__DATABASE": app.settings.mongo.database,
-            "APP_REDIS__URL": app.settings.redis.url,
-            "APP_RABBITMQ__EXCHANGE": app.settings.rabbitmq.exchange,
-        }
+    with (
+        started_or_fail(
+            isolated_app_or_reason(
+                app_root,
+                run_id=f"faults_gateways_{os.getpid()}",
+                redis_db=REDIS_DB_FAULTS,
+                state_dir=state_dir,
+                env=env,
+                gateways=2,
+            ),
+            pytest.fail,
+        ) as app,
+        ExitStack() as restarted,
+    ):
         running = RunningApp(app.base_url, app.ws_url, app.settings.postgres.url, app.settings, app.runner)
-        yield FaultApp(running, app, app_root, state_dir, {**env, **own}, stack.enter_context(ExitStack()))
+        yield FaultApp(running, app, app_root, state_dir, dict(app.env), restarted)
 
 
 class ResendingSender(Sender):

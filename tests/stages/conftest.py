@@ -4,10 +4,6 @@ Each test that asks for one gets a database of its own, dropped afterwards. A se
 the test: it is never skipped.
 """
 
-import asyncio
-import socket
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 
@@ -17,6 +13,7 @@ from app.config import Settings, load_settings
 from fastapi.testclient import TestClient
 
 from workbook.databases import throwaway_database
+from workbook.in_thread import serving_in_a_thread
 from workbook.isolated import REDIS_DB_STAGE_TESTS, drop_leftovers, free_port, with_redis_db
 
 
@@ -37,20 +34,6 @@ def postgres_url(empty_postgres_url: str) -> str:
 
 
 # The whole stack behind the gateway, for stage 07 ------------------------------------------------------------
-
-
-def wait_for_port(port: int, what: str, *, seconds: float = 15.0) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"the {what} service did not start listening on port {port} in {seconds} s"
-                ) from None
-            time.sleep(0.05)
 
 
 @pytest.fixture
@@ -94,28 +77,13 @@ def grpc_services(stack_settings: Settings) -> Iterator[Settings]:
     from app.chat.grpc_server import serve as serve_chat
     from app.content.grpc_server import serve as serve_content
 
-    stop = threading.Event()
-
-    async def serve_until_stopped() -> None:
-        tasks = [asyncio.create_task(serve(stack_settings)) for serve in (serve_auth, serve_chat, serve_content)]
-        await asyncio.to_thread(stop.wait)
-        for task in tasks:
-            task.cancel()  # each service stops its server and closes its pool or client
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    thread = threading.Thread(target=asyncio.run, args=(serve_until_stopped(),), name="grpc-services", daemon=True)
-    thread.start()
-    try:
-        for name, port in (
-            ("auth", stack_settings.grpc.auth_port),
-            ("chat", stack_settings.grpc.chat_port),
-            ("content", stack_settings.grpc.content_port),
-        ):
-            wait_for_port(port, name)
+    services = {
+        "auth service": (serve_auth, stack_settings.grpc.auth_port),
+        "chat service": (serve_chat, stack_settings.grpc.chat_port),
+        "content service": (serve_content, stack_settings.grpc.content_port),
+    }
+    with serving_in_a_thread(stack_settings, services, name="grpc-services"):
         yield stack_settings
-    finally:
-        stop.set()
-        thread.join(timeout=15)
 
 
 @pytest.fixture
